@@ -1,0 +1,34 @@
+// Small elementwise ops: SiLU-gated multiply, residual add, half-precision conversions.
+#include <cmath>
+
+#include "kernels/ref/ref.h"
+
+namespace pensieve {
+
+// out[t, i] = silu(g) · u with g = gu[t, i], u = gu[t, ffn + i]; silu(g) = g / (1 + e^−g).
+void silu_mul_ref(float* out, const float* gu, int64_t ffn, int64_t t0, int64_t t1) {
+  for (int64_t t = t0; t < t1; ++t) {
+    const float* g = gu + t * 2 * ffn;
+    const float* u = g + ffn;
+    float* o = out + t * ffn;
+    for (int64_t i = 0; i < ffn; ++i) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+  }
+}
+
+void add_ref(float* y, const float* x, int64_t i0, int64_t i1) {
+  for (int64_t i = i0; i < i1; ++i) y[i] += x[i];
+}
+
+void f16_to_f32_ref(float* dst, const uint16_t* src, int64_t i0, int64_t i1) {
+  for (int64_t i = i0; i < i1; ++i) dst[i] = f16_to_f32(src[i]);
+}
+
+void f32_to_f16_ref(uint16_t* dst, const float* src, int64_t i0, int64_t i1) {
+  for (int64_t i = i0; i < i1; ++i) dst[i] = f32_to_f16(src[i]);
+}
+
+void bf16_to_f32_ref(float* dst, const uint16_t* src, int64_t i0, int64_t i1) {
+  for (int64_t i = i0; i < i1; ++i) dst[i] = bf16_to_f32(src[i]);
+}
+
+}  // namespace pensieve
