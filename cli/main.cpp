@@ -1,0 +1,36 @@
+// pensieve: a local LLM runtime and inference server. `pensieve help` lists the commands.
+#include <cstdio>
+#include <cstring>
+
+#include "cli/commands.h"
+
+namespace pensieve::cli {
+int cmd_version(int argc, char** argv);
+}
+
+namespace {
+
+using pensieve::cli::Command;
+
+const Command kCommands[] = {
+    {"version", "print the version and the CPU kernels in use", pensieve::cli::cmd_version},
+};
+
+int usage(FILE* out) {
+  std::fprintf(out, "usage: pensieve <command> [options]\n\ncommands:\n");
+  for (const Command& c : kCommands) std::fprintf(out, "  %-16s %s\n", c.name, c.summary);
+  std::fprintf(out, "\n`pensieve <command> --help` describes a command's options.\n");
+  return out == stdout ? 0 : 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) return usage(stderr);
+  if (!std::strcmp(argv[1], "help") || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h"))
+    return usage(stdout);
+  for (const Command& c : kCommands)
+    if (!std::strcmp(argv[1], c.name)) return c.run(argc - 1, argv + 1);
+  std::fprintf(stderr, "pensieve: unknown command \"%s\"\n\n", argv[1]);
+  return usage(stderr);
+}
