@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what pensieve needs on Debian 12 (only the packages that are missing), then configures
+# and builds into build/. Used by the README's two commands and by .ci/run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Build and test dependencies, all Debian packages (see README "Dependencies" for why each).
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config
+  libgtest-dev libbenchmark-dev libopenblas-dev
+  nlohmann-json3-dev libcpp-httplib-dev libcurl4-openssl-dev libssl-dev libpcre2-dev
+  libvulkan-dev mesa-vulkan-drivers glslang-tools
+  g++-aarch64-linux-gnu qemu-user-static
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
+ninja -C build
