@@ -18,7 +18,10 @@ namespace pensieve {
 
 // Workers spin this many times on the generation counter before sleeping on it: a decode step
 // issues hundreds of parallel_for calls a few microseconds apart, and a futex wake costs more.
+// Waiters yield their core between checks after kYieldAfter spins, so an oversubscribed machine
+// (more runnable threads than cores) still makes progress instead of spinning whole time slices.
 static constexpr int kSpinIterations = 20000;
+static constexpr int kYieldAfter = 200;
 
 ThreadPool::ThreadPool(int n_threads) {
   for (int i = 1; i < n_threads; ++i) workers_.emplace_back([this] { worker_loop(); });
@@ -56,8 +59,10 @@ void ThreadPool::worker_loop() {
     uint32_t g;
     int spins = 0;
     while ((g = generation_.load(std::memory_order_acquire)) == seen) {
-      if (++spins < kSpinIterations) {
+      if (++spins < kYieldAfter) {
         cpu_relax();
+      } else if (spins < kSpinIterations) {
+        std::this_thread::yield();
       } else {
         generation_.wait(seen, std::memory_order_acquire);
       }
@@ -86,7 +91,13 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, FunctionRef<void(int64_t
   generation_.fetch_add(1, std::memory_order_release);
   generation_.notify_all();
   run_chunks();
-  while (busy_.load(std::memory_order_acquire) != 0) cpu_relax();
+  for (int spins = 0; busy_.load(std::memory_order_acquire) != 0; ++spins) {
+    if (spins < kYieldAfter) {
+      cpu_relax();
+    } else {
+      std::this_thread::yield();
+    }
+  }
   job_ = nullptr;
 }
 
