@@ -50,7 +50,8 @@ Result<std::string> resolve_model(const std::string& spec, const ResolveOptions&
                   "access, or try the built-in demo model: --model demo",
                   spec.c_str(), cache.c_str(), ref->str().c_str());
   auto pulled = pull_model(*ref, options.pull);
-  if (!pulled) return std::move(pulled).take_error();
+  if (!pulled)
+    return errorf("--model %s (not a local directory, so a Hugging Face repo): %s", spec.c_str(), pulled.error().c_str());
   PENSIEVE_TRY_CTX(check_model_dir(pulled->snapshot_dir), "--model %s", spec.c_str());
   return pulled->snapshot_dir;
 }
