@@ -6,6 +6,10 @@
 
 namespace pensieve::cli {
 int cmd_version(int argc, char** argv);
+int cmd_pull(int argc, char** argv);
+int cmd_list(int argc, char** argv);
+int cmd_rm(int argc, char** argv);
+int cmd_quantize(int argc, char** argv);
 }
 
 namespace {
@@ -14,6 +18,10 @@ using pensieve::cli::Command;
 
 const Command kCommands[] = {
     {"version", "print the version and the CPU kernels in use", pensieve::cli::cmd_version},
+    {"pull", "download a model from the Hugging Face hub into the HF cache", pensieve::cli::cmd_pull},
+    {"list", "list the models in the HF cache", pensieve::cli::cmd_list},
+    {"rm", "delete a model from the HF cache", pensieve::cli::cmd_rm},
+    {"quantize", "convert f16/bf16/f32 safetensors to the MLX 4/8-bit layout", pensieve::cli::cmd_quantize},
 };
 
 int usage(FILE* out) {

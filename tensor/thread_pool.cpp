@@ -24,7 +24,10 @@ static constexpr int kSpinIterations = 20000;
 static constexpr int kYieldAfter = 200;
 
 ThreadPool::ThreadPool(int n_threads) {
-  for (int i = 1; i < n_threads; ++i) workers_.emplace_back([this] { worker_loop(); });
+  // Each worker starts from the generation as it is now, not as it finds it once running: a
+  // parallel_for issued before a worker got scheduled must still count as new work for it.
+  const uint32_t start = generation_.load(std::memory_order_relaxed);
+  for (int i = 1; i < n_threads; ++i) workers_.emplace_back([this, start] { worker_loop(start); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -53,8 +56,7 @@ void ThreadPool::run_chunks() {
   }
 }
 
-void ThreadPool::worker_loop() {
-  uint32_t seen = generation_.load(std::memory_order_acquire);
+void ThreadPool::worker_loop(uint32_t seen) {
   for (;;) {
     uint32_t g;
     int spins = 0;
