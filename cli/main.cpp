@@ -6,6 +6,8 @@
 
 namespace pensieve::cli {
 int cmd_version(int argc, char** argv);
+int cmd_tokenize(int argc, char** argv);
+int cmd_detokenize(int argc, char** argv);
 }
 
 namespace {
@@ -14,6 +16,8 @@ using pensieve::cli::Command;
 
 const Command kCommands[] = {
     {"version", "print the version and the CPU kernels in use", pensieve::cli::cmd_version},
+    {"tokenize", "print the token ids of a text as JSON", pensieve::cli::cmd_tokenize},
+    {"detokenize", "print the text of token ids", pensieve::cli::cmd_detokenize},
 };
 
 int usage(FILE* out) {

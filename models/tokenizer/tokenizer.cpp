@@ -169,6 +169,11 @@ Result<Tokenizer> Tokenizer::build(tok::TokenizerJson&& doc, const json& cfg, st
   auto pre = tok::PreTokenizer::from_json(tj.value("pre_tokenizer", json()));
   if (!pre.ok()) return std::move(pre).take_error();
   impl->pre = std::move(pre.value());
+  const json& mj = tj["model"];
+  if (mj.is_object() && mj.contains("type") && mj["type"] != "BPE")
+    return errorf("model.type is %s, expected \"BPE\" (pensieve supports BPE tokenizers: "
+                  "SentencePiece-style with byte fallback, and byte-level)",
+                  mj["type"].dump().c_str());
   if (!doc.has_vocab) return errorf("model.vocab: missing or not an object");
   if (!doc.has_merges) return errorf("model.merges: missing or not an array");
   auto model = tok::BpeModel::build(tj["model"], std::move(doc.vocab), std::move(doc.merges));
