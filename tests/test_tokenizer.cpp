@@ -99,7 +99,7 @@ TEST_P(Golden, ChatTemplate) {
     auto text = tmpl->render(msgs, c["add_generation_prompt"]);
     ASSERT_TRUE(text.ok()) << text.error();
     EXPECT_EQ(*text, c["rendered"].get<std::string>()) << c["name"];
-    auto ids = tok.encode(*text);
+    auto ids = tok.encode(*text, {.add_special_tokens = tmpl->add_special_tokens()});
     EXPECT_EQ(*ids, ids_of(c["ids"])) << c["name"];
   }
 }
@@ -463,7 +463,7 @@ TEST(Tokenizer, PostProcessorAndConfigBos) {
 TEST(Tokenizer, OtherPipelines) {
   auto bl = Tokenizer::from_json(R"({"pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": true,
       "use_regex": true}, "decoder": {"type": "ByteLevel"},
-      "model": {"type": "BPE", "vocab": {"Ġ": 0, "a": 1, "b": 2, "Ġa": 3, "!": 4}, "merges": ["Ġ a"]}})");
+      "model": {"type": "BPE", "vocab": {"Ġ": 0, "a": 1, "b": 2, "Ġa": 3, "!": 4}, "merges": [["Ġ", "a"]]}})");
   ASSERT_TRUE(bl.ok()) << bl.error();
   EXPECT_EQ(*bl->encode("a b!"), (std::vector<int32_t>{3, 0, 2, 4}));
   EXPECT_EQ(bl->decode(std::vector<int32_t>{3, 0, 2, 4}), " a b!");
@@ -476,6 +476,72 @@ TEST(Tokenizer, OtherPipelines) {
   // "first": only the segment at the start of the text gets the prefix.
   EXPECT_EQ(*ms->encode("a a<x>a"), (std::vector<int32_t>{2, 2, 4, 1}));
   EXPECT_EQ(ms->decode(std::vector<int32_t>{2, 2, 4, 1}), "a a<x>a");
+}
+
+// Random input never crashes: bytes to encode, ids to decode, and mutated tokenizer files (which
+// load or fail with a message).
+TEST(Robustness, RandomInputAndMutatedFiles) {
+  std::mt19937 rng(7);
+  for (const char* name : {"phi3", "phi4-mini"}) {
+    const Tokenizer& tok = tokenizer(name);
+    for (int i = 0; i < 300; ++i) {
+      std::string bytes(rng() % 200, '\0');
+      for (char& c : bytes) c = static_cast<char>(rng());
+      auto ids = tok.encode(bytes, {.special_as_text = (i & 1) != 0});
+      ASSERT_TRUE(ids.ok()) << ids.error();
+      std::vector<int32_t> rid(rng() % 50);
+      for (int32_t& id : rid) id = static_cast<int32_t>(rng() % 210000) - 100;
+      EXPECT_TRUE(valid_utf8(tok.decode(rid, (i & 2) != 0)));
+    }
+  }
+  const std::string base = R"({"normalizer": {"type": "Sequence", "normalizers": [{"type": "Prepend",
+      "prepend": "▁"}, {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]},
+      "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "\\s+|\\p{L}+"}, "behavior": "Isolated"},
+      "post_processor": {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>"}},
+      {"Sequence": {"id": "A"}}], "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}},
+      "decoder": {"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": "▁"},
+      "content": " "}, {"type": "ByteFallback"}, {"type": "Fuse"}, {"type": "Strip", "content": " ",
+      "start": 1, "stop": 1}]}, "added_tokens": [{"id": 1, "content": "<s>", "special": true,
+      "normalized": false, "lstrip": true, "rstrip": true, "single_word": true}],
+      "model": {"type": "BPE", "unk_token": "<unk>", "byte_fallback": true, "fuse_unk": true,
+      "vocab": {"<unk>": 0, "<s>": 1, "<0x41>": 2, "▁": 3, "a": 4, "▁a": 5, "b": 6},
+      "merges": ["▁ a", ["a", "b"]]}})";
+  auto ok = Tokenizer::from_json(base);
+  ASSERT_FALSE(ok.ok());  // "ab" is not in the vocabulary
+  EXPECT_NE(ok.error().find("\"ab\""), std::string::npos) << ok.error();
+  const std::string good = std::string(base).replace(base.find(R"(["a", "b"])"), 10, R"("a ▁")");
+  auto g = Tokenizer::from_json(good);
+  ASSERT_FALSE(g.ok());  // "a▁" neither
+  std::string fixed = good;
+  fixed.replace(fixed.find(R"("b": 6)"), 6, R"("b": 6, "a▁": 7)");
+  auto f = Tokenizer::from_json(fixed);
+  ASSERT_TRUE(f.ok()) << f.error();
+  // The pre-tokenizer isolates letters, so "▁ a" never applies; <s> is single_word: glued to a
+  // letter it is text (unknown characters, <unk> each, as they are separate words).
+  EXPECT_EQ(*f->encode("a a <s> Ab"), (std::vector<int32_t>{1, 3, 4, 3, 4, 1, 3, 2, 6}));
+  EXPECT_EQ(*f->encode("a<s>"), (std::vector<int32_t>{1, 3, 4, 0, 0, 0}));
+  EXPECT_EQ(f->decode(std::vector<int32_t>{5, 3, 4, 2, 3}, true), "a aA");  // Strip stop=1 too
+  int loaded = 0;
+  for (int i = 0; i < 1500; ++i) {
+    std::string m = fixed;
+    for (int k = 1 + static_cast<int>(rng() % 3); k > 0; --k) {
+      const size_t pos = rng() % m.size();
+      switch (rng() % 3) {
+        case 0: m[pos] = static_cast<char>(rng()); break;
+        case 1: m.erase(pos, 1 + rng() % 8); break;
+        default: m.insert(pos, 1, "{}[]\",:0a▁"[rng() % 10]); break;
+      }
+    }
+    auto t = Tokenizer::from_json(m);
+    if (!t.ok()) {
+      EXPECT_FALSE(t.error().empty());
+      continue;
+    }
+    ++loaded;
+    auto ids = t->encode("a b ab <s>x\xE2\x96\x81 A");
+    if (ids.ok()) t->decode(*ids);
+  }
+  std::printf("[ mutated  ] %d of 1500 mutated files loaded\n", loaded);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -52,6 +52,11 @@ class ChatTemplate {
   // raise (Llama-2: roles not alternating user/assistant).
   Result<std::string> render(std::span<const ChatMessage> messages, bool add_generation_prompt) const;
 
+  // How to encode the rendered text: transformers' apply_chat_template encodes it with
+  // add_special_tokens=False (templates that want BOS write it: llama2, phi3-original). The raw
+  // template has no markup, so there the tokenizer's own BOS is wanted (llama2.c-style models).
+  bool add_special_tokens() const { return format_ == Format::kRaw; }
+
   Format format() const { return format_; }
   std::string_view name() const;
   // "phi3|phi3.5|phi4|llama2|phi3-original|phi3-medium|raw"
