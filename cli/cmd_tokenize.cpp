@@ -131,7 +131,8 @@ int cmd_tokenize(int argc, char** argv) {
     } else if (a == "--special-as-text") {
       opts.special_as_text = true;
     } else {
-      std::fprintf(stderr, "pensieve tokenize: unknown option \"%s\"\n\n%s", a.c_str(), kTokenizeUsage);
+      std::fprintf(stderr, "pensieve tokenize: unknown option \"%s\"\n\n%s", a.c_str(),
+                   kTokenizeUsage);
       return 2;
     }
   }
@@ -146,7 +147,8 @@ int cmd_tokenize(int argc, char** argv) {
   if (!have_text) {
     const std::string path = file.empty() ? std::string(1, '-') : file;
     if (!read_all(path, text)) {
-      std::fprintf(stderr, "pensieve tokenize: cannot read %s: %s\n", path.c_str(), std::strerror(errno));
+      std::fprintf(stderr, "pensieve tokenize: cannot read %s: %s\n", path.c_str(),
+                   std::strerror(errno));
       return 1;
     }
   }
@@ -189,18 +191,22 @@ int cmd_detokenize(int argc, char** argv) {
     } else if (a == "--skip-special") {
       skip_special = true;
     } else {
-      std::fprintf(stderr, "pensieve detokenize: unknown option \"%s\"\n\n%s", a.c_str(), kDetokenizeUsage);
+      std::fprintf(stderr, "pensieve detokenize: unknown option \"%s\"\n\n%s", a.c_str(),
+                   kDetokenizeUsage);
       return 2;
     }
   }
   if (model.empty() || !have_ids) {
-    std::fprintf(stderr, "pensieve detokenize: --model DIR and --ids IDS are required\n\n%s", kDetokenizeUsage);
+    std::fprintf(stderr, "pensieve detokenize: --model DIR and --ids IDS are required\n\n%s",
+                 kDetokenizeUsage);
     return 2;
   }
   std::vector<int32_t> ids;
   std::string bad;
   if (!parse_ids(ids_arg, ids, bad)) {
-    std::fprintf(stderr, "pensieve detokenize: --ids: \"%s\" is not a token id (expected integers like \"1 2 3\" or \"[1, 2, 3]\")\n",
+    std::fprintf(stderr,
+                 "pensieve detokenize: --ids: \"%s\" is not a token id (expected integers like \"1 "
+                 "2 3\" or \"[1, 2, 3]\")\n",
                  bad.c_str());
     return 2;
   }

@@ -4,13 +4,13 @@
 
 #include <atomic>
 #include <chrono>
-#include <cstring>
-#include <map>
-#include <thread>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
+#include <map>
 #include <random>
 #include <sstream>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -23,7 +23,9 @@ namespace {
 
 using nlohmann::json;
 
-std::string data_path(const std::string& rel) { return std::string(PENSIEVE_TEST_DATA) + "/" + rel; }
+std::string data_path(const std::string& rel) {
+  return std::string(PENSIEVE_TEST_DATA) + "/" + rel;
+}
 
 json load_json(const std::string& path) {
   std::ifstream f(path);
@@ -105,7 +107,9 @@ TEST_P(Golden, ChatTemplate) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Tokenizers, Golden, ::testing::Values("phi3", "phi4-mini"),
-                         [](const auto& info) { return info.param == "phi3" ? "phi3" : "phi4mini"; });
+                         [](const auto& info) {
+                           return info.param == "phi3" ? "phi3" : "phi4mini";
+                         });
 
 // ---------------------------------------------------------------------------------------------
 // The model fixtures' prompts: chat-templated texts (one of ~21 kB) and their HF ids, and the
@@ -134,7 +138,8 @@ TEST(ModelPrompts, EncodeAndDecode) {
     const std::string dir = data_path(std::string("models/") + m.model);
     const json g = load_json(dir + "/golden.json");
     for (const json& p : g["prompts"]) {
-      EXPECT_EQ(*tok.encode(p["text"].get<std::string>()), ids_of(p["ids"])) << m.model << " prompt " << p["index"];
+      EXPECT_EQ(*tok.encode(p["text"].get<std::string>()), ids_of(p["ids"]))
+          << m.model << " prompt " << p["index"];
       EXPECT_EQ(tok.decode(ids_of(p["greedy_ids"])), p["greedy_text"].get<std::string>())
           << m.model << " prompt " << p["index"];
     }
@@ -161,7 +166,8 @@ TEST(Peer, LlamaCppPhi3Vocab) {
   const json v = load_json(data_path("tokenizers/peer/llamacpp_phi3_vocab_test.json"));
   ASSERT_EQ(v["cases"].size(), 46u);
   for (const json& c : v["cases"])
-    EXPECT_EQ(*tok.encode(c["text"].get<std::string>(), {.add_special_tokens = false}), ids_of(c["ids"]))
+    EXPECT_EQ(*tok.encode(c["text"].get<std::string>(), {.add_special_tokens = false}),
+              ids_of(c["ids"]))
         << "text " << show(c["text"]);
 }
 
@@ -211,7 +217,8 @@ TEST_P(Stream, IncrementalEqualsFullDecode) {
   // Streams mix: any id (padded ones included), byte-fallback tokens, specials, and the tokens of
   // texts with multi-byte characters (Phi-4 splits those into byte-level pieces).
   std::vector<int32_t> text_ids;
-  for (const char* t : {"日本語のテキスト 🙂👍🏽 Ærøskøbing", " \n\n  x", "€ and ￼ and 𠀀"}) {
+  for (const char* t :
+       {"日本語のテキスト 🙂👍🏽 Ærøskøbing", " \n\n  x", "€ and ￼ and 𠀀"}) {
     auto ids = tok.encode(t);
     text_ids.insert(text_ids.end(), ids->begin(), ids->end());
   }
@@ -258,13 +265,16 @@ TEST_P(Stream, GoldenCasesTokenByToken) {
       std::string out;
       for (int32_t id : ids_of(c["ids"])) out += sd.push(id);
       out += sd.flush();
-      EXPECT_EQ(out, c[skip ? "decode_skip_special" : "decode"].get<std::string>()) << show(c["text"]);
+      EXPECT_EQ(out, c[skip ? "decode_skip_special" : "decode"].get<std::string>())
+          << show(c["text"]);
     }
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(Tokenizers, Stream, ::testing::Values("phi3", "phi4-mini"),
-                         [](const auto& info) { return info.param == "phi3" ? "phi3" : "phi4mini"; });
+                         [](const auto& info) {
+                           return info.param == "phi3" ? "phi3" : "phi4mini";
+                         });
 
 TEST(StreamDecoder, Phi3ByteFallbackRuns) {
   const Tokenizer& tok = tokenizer("phi3");
@@ -293,7 +303,8 @@ TEST(StreamDecoder, Phi4ByteLevelLossy) {
   const Tokenizer& tok = tokenizer("phi4-mini");
   // Byte-level tokens of single bytes: "Ġ" (0x20) is 220, "ä" (0xE4) and "½" (0xBD) stand for
   // those bytes. 0xE4 0xBD 0xA0 is "你".
-  const int32_t e4 = tok.token_to_id("\xC3\xA4"), bd = tok.token_to_id("\xC2\xBD"), a0 = tok.token_to_id("\xC5\x82");
+  const int32_t e4 = tok.token_to_id("\xC3\xA4"), bd = tok.token_to_id("\xC2\xBD"),
+                a0 = tok.token_to_id("\xC5\x82");
   ASSERT_GE(e4, 0);
   ASSERT_GE(bd, 0);
   ASSERT_GE(a0, 0);
@@ -347,7 +358,9 @@ TEST(Tokenizer, IdsWithoutTokensDecodeToNothing) {
 TEST(Tokenizer, InvalidUtf8InputIsReplaced) {
   for (const char* name : {"phi3", "phi4-mini"}) {
     const Tokenizer& tok = tokenizer(name);
-    auto bad = tok.encode("a\xFF" "b\xE6\x97");  // stray byte, truncated character
+    auto bad = tok.encode(
+        "a\xFF"
+        "b\xE6\x97");  // stray byte, truncated character
     auto lossy = tok.encode("a\uFFFDb\uFFFD");
     ASSERT_TRUE(bad.ok());
     EXPECT_EQ(*bad, *lossy) << name;
@@ -402,34 +415,41 @@ TEST(BadFiles, WrongContent) {
                "model.type is \"Unigram\", expected \"BPE\"");
   expect_error(Tokenizer::from_json(R"({"model": {"type": "BPE", "vocab": {"a": 0}}})"),
                "model.merges: missing");
-  expect_error(Tokenizer::from_json(R"({"model": {"type": "BPE", "vocab": {"a": "x"}, "merges": []}})"),
-               "id is not an integer");
-  expect_error(Tokenizer::from_json(R"({"model": {"type": "BPE", "vocab": {"a": -4}, "merges": []}})"),
-               "out of range");
-  expect_error(Tokenizer::from_json(R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 0}, "merges": []}})"),
+  expect_error(
+      Tokenizer::from_json(R"({"model": {"type": "BPE", "vocab": {"a": "x"}, "merges": []}})"),
+      "id is not an integer");
+  expect_error(
+      Tokenizer::from_json(R"({"model": {"type": "BPE", "vocab": {"a": -4}, "merges": []}})"),
+      "out of range");
+  expect_error(Tokenizer::from_json(
+                   R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 0}, "merges": []}})"),
                "id 0 is used by both");
+  expect_error(Tokenizer::from_json(
+                   R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": ["a c"]}})"),
+               "token \"c\" is not in the vocabulary");
   expect_error(
-      Tokenizer::from_json(R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": ["a c"]}})"),
-      "token \"c\" is not in the vocabulary");
-  expect_error(
-      Tokenizer::from_json(R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": [["a", "b"]]}})"),
+      Tokenizer::from_json(
+          R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": [["a", "b"]]}})"),
       "merged token \"ab\" is not in the vocabulary");
   expect_error(
       Tokenizer::from_json(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a  a"]}})"),
       "expected two tokens separated by one space");
-  expect_error(Tokenizer::from_json(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [["a"]]}})"),
-               "expected \"a b\" or [\"a\", \"b\"]");
+  expect_error(
+      Tokenizer::from_json(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [["a"]]}})"),
+      "expected \"a b\" or [\"a\", \"b\"]");
   const std::string ok_model = R"("model": {"type": "BPE", "vocab": {"a": 0}, "merges": []})";
   expect_error(Tokenizer::from_json(R"({"normalizer": {"type": "NFKC"}, )" + ok_model + "}"),
                "normalizer \"NFKC\" is not supported");
-  expect_error(Tokenizer::from_json(R"({"pre_tokenizer": {"type": "Whitespace"}, )" + ok_model + "}"),
-               "pre_tokenizer \"Whitespace\" is not supported");
+  expect_error(
+      Tokenizer::from_json(R"({"pre_tokenizer": {"type": "Whitespace"}, )" + ok_model + "}"),
+      "pre_tokenizer \"Whitespace\" is not supported");
   expect_error(Tokenizer::from_json(R"({"decoder": {"type": "WordPiece"}, )" + ok_model + "}"),
                "decoder \"WordPiece\" is not supported");
-  expect_error(Tokenizer::from_json(
-                   R"({"pre_tokenizer": {"type": "Split", "pattern": {"Regex": "(("}, "behavior": "Removed"}, )" +
-                   ok_model + "}"),
-               "cannot compile");
+  expect_error(
+      Tokenizer::from_json(
+          R"({"pre_tokenizer": {"type": "Split", "pattern": {"Regex": "(("}, "behavior": "Removed"}, )" +
+          ok_model + "}"),
+      "cannot compile");
   expect_error(Tokenizer::from_json(R"({"added_tokens": [{"content": "x"}], )" + ok_model + "}"),
                "added_tokens[0]");
   expect_error(Tokenizer::from_json(R"({"post_processor": {"type": "Foo"}, )" + ok_model + "}"),
@@ -443,25 +463,34 @@ TEST(Tokenizer, PostProcessorAndConfigBos) {
   const std::string added = R"("added_tokens": [
       {"id": 1, "content": "<s>", "special": true, "normalized": false},
       {"id": 2, "content": "</s>", "special": true, "normalized": false}])";
-  auto with_pp = Tokenizer::from_json(R"({)" + added + R"(, "post_processor": {"type": "TemplateProcessing",
+  auto with_pp =
+      Tokenizer::from_json(R"({)" + added + R"(, "post_processor": {"type": "TemplateProcessing",
       "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
                  {"SpecialToken": {"id": "</s>", "type_id": 0}}],
       "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]},
-                         "</s>": {"id": "</s>", "ids": [2], "tokens": ["</s>"]}}}, )" + model + "}");
+                         "</s>": {"id": "</s>", "ids": [2], "tokens": ["</s>"]}}}, )" +
+                           model + "}");
   ASSERT_TRUE(with_pp.ok()) << with_pp.error();
   EXPECT_EQ(*with_pp->encode("abxxa"), (std::vector<int32_t>{1, 5, 0, 3, 2}));  // fused <unk>
   EXPECT_EQ(*with_pp->encode("ab", {.add_special_tokens = false}), (std::vector<int32_t>{5}));
-  EXPECT_EQ(with_pp->decode(std::vector<int32_t>{1, 5, 3}), "<s> ab a");  // no decoder: joined by spaces
-  auto with_cfg = Tokenizer::from_json("{" + added + ", " + model + "}",
-                                       R"({"add_bos_token": true, "bos_token": "<s>", "eos_token": "</s>"})");
+  EXPECT_EQ(with_pp->decode(std::vector<int32_t>{1, 5, 3}),
+            "<s> ab a");  // no decoder: joined by spaces
+  auto with_cfg =
+      Tokenizer::from_json("{" + added + ", " + model + "}",
+                           R"({"add_bos_token": true, "bos_token": "<s>", "eos_token": "</s>"})");
   ASSERT_TRUE(with_cfg.ok()) << with_cfg.error();
   EXPECT_EQ(*with_cfg->encode("ab"), (std::vector<int32_t>{1, 5}));
   EXPECT_EQ(with_cfg->special_tokens().stop, (std::vector<int32_t>{2}));
+  auto null_flags = Tokenizer::from_json("{" + added + ", " + model + "}",
+                                         R"({"add_bos_token": null, "chat_template": [{"name": 1}]})");
+  ASSERT_TRUE(null_flags.ok()) << null_flags.error();
+  EXPECT_EQ(*null_flags->encode("ab"), (std::vector<int32_t>{5}));
 }
 
 // Llama-3 style: a ByteLevel pre-tokenizer with its own regex, and a Metaspace round trip.
 TEST(Tokenizer, OtherPipelines) {
-  auto bl = Tokenizer::from_json(R"({"pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": true,
+  auto bl =
+      Tokenizer::from_json(R"({"pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": true,
       "use_regex": true}, "decoder": {"type": "ByteLevel"},
       "model": {"type": "BPE", "vocab": {"Ġ": 0, "a": 1, "b": 2, "Ġa": 3, "!": 4}, "merges": [["Ġ", "a"]]}})");
   ASSERT_TRUE(bl.ok()) << bl.error();
@@ -494,7 +523,8 @@ TEST(Robustness, RandomInputAndMutatedFiles) {
       EXPECT_TRUE(valid_utf8(tok.decode(rid, (i & 2) != 0)));
     }
   }
-  const std::string base = R"({"normalizer": {"type": "Sequence", "normalizers": [{"type": "Prepend",
+  const std::string base =
+      R"({"normalizer": {"type": "Sequence", "normalizers": [{"type": "Prepend",
       "prepend": "▁"}, {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]},
       "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "\\s+|\\p{L}+"}, "behavior": "Isolated"},
       "post_processor": {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>"}},
@@ -548,24 +578,28 @@ TEST(Robustness, RandomInputAndMutatedFiles) {
 // Chat templates beyond the goldens
 
 TEST(ChatTemplates, ByNameAndRules) {
-  const std::vector<ChatMessage> conv = {
-      {"system", "", std::nullopt}, {"user", "Hi", std::nullopt}, {"assistant", " Hello ", std::nullopt},
-      {"user", "Bye", std::nullopt}};
+  const std::vector<ChatMessage> conv = {{"system", "", std::nullopt},
+                                         {"user", "Hi", std::nullopt},
+                                         {"assistant", " Hello ", std::nullopt},
+                                         {"user", "Bye", std::nullopt}};
   auto p35 = ChatTemplate::from_name("phi3.5", "<s>", "<|endoftext|>");
   ASSERT_TRUE(p35.ok());
-  EXPECT_EQ(*p35->render(conv, true),
-            "<|user|>\nHi<|end|>\n<|assistant|>\n Hello <|end|>\n<|user|>\nBye<|end|>\n<|assistant|>\n");
+  EXPECT_EQ(
+      *p35->render(conv, true),
+      "<|user|>\nHi<|end|>\n<|assistant|>\n Hello <|end|>\n<|user|>\nBye<|end|>\n<|assistant|>\n");
   auto p3 = ChatTemplate::from_name("phi3", "<s>", "<|endoftext|>");
   EXPECT_EQ(*p3->render(conv, false),
-            "<|system|>\n<|end|>\n<|user|>\nHi<|end|>\n<|assistant|>\n Hello <|end|>\n<|user|>\nBye<|end|>\n"
+            "<|system|>\n<|end|>\n<|user|>\nHi<|end|>\n<|assistant|>\n Hello "
+            "<|end|>\n<|user|>\nBye<|end|>\n"
             "<|endoftext|>");
   auto l2 = ChatTemplate::from_name("llama2", "<s>", "</s>");
   std::vector<ChatMessage> l2conv = {{"system", "Be brief.", std::nullopt},
                                      {"user", " Hi ", std::nullopt},
                                      {"assistant", "Hello\n", std::nullopt},
                                      {"user", "Bye", std::nullopt}};
-  EXPECT_EQ(*l2->render(l2conv, true),
-            "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\n Hi [/INST] Hello </s><s>[INST] Bye [/INST]");
+  EXPECT_EQ(
+      *l2->render(l2conv, true),
+      "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\n Hi [/INST] Hello </s><s>[INST] Bye [/INST]");
   std::vector<ChatMessage> bad = {{"user", "a", std::nullopt}, {"user", "b", std::nullopt}};
   auto err = l2->render(bad, true);
   ASSERT_FALSE(err.ok());
@@ -573,8 +607,10 @@ TEST(ChatTemplates, ByNameAndRules) {
   auto raw = ChatTemplate::from_name("raw");
   EXPECT_EQ(*raw->render(l2conv, true), "Be brief. Hi Hello\nBye");
   auto p4 = ChatTemplate::from_name("phi4", "", "<|endoftext|>");
-  std::vector<ChatMessage> tool = {{"system", "S", std::string("[]")}, {"tool", "{}", std::nullopt}};
-  EXPECT_EQ(*p4->render(tool, true), "<|system|>S<|tool|>[]<|/tool|><|end|><|tool|>{}<|end|><|assistant|>");
+  std::vector<ChatMessage> tool = {{"system", "S", std::string("[]")},
+                                   {"tool", "{}", std::nullopt}};
+  EXPECT_EQ(*p4->render(tool, true),
+            "<|system|>S<|tool|>[]<|/tool|><|end|><|tool|>{}<|end|><|assistant|>");
   auto unknown = ChatTemplate::from_name("chatml");
   ASSERT_FALSE(unknown.ok());
   EXPECT_NE(unknown.error().find("phi3|phi3.5|phi4|llama2"), std::string::npos);
@@ -607,7 +643,8 @@ TEST(ChatTemplates, Recognition) {
   EXPECT_FALSE(ChatTemplate::recognize(no_control).ok());
   // Unknown templates name the override option.
   auto chatml = ChatTemplate::recognize(
-      "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
+      "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] "
+      "+ "
       "'<|im_end|>' + '\n'}}{% endfor %}");
   ASSERT_FALSE(chatml.ok());
   EXPECT_NE(chatml.error().find("--chat-template"), std::string::npos) << chatml.error();
@@ -637,13 +674,16 @@ TEST(Speed, LoadAndEncode) {
     const auto t1 = clock::now();
     const int reps = 10;
     for (int r = 0; r < reps; ++r) ids = *tok->encode(text);
-    const double enc_ms = std::chrono::duration<double, std::milli>(clock::now() - t1).count() / reps;
+    const double enc_ms =
+        std::chrono::duration<double, std::milli>(clock::now() - t1).count() / reps;
     const auto t2 = clock::now();
     std::string back;
     for (int r = 0; r < reps; ++r) back = tok->decode(ids);
-    const double dec_ms = std::chrono::duration<double, std::milli>(clock::now() - t2).count() / reps;
-    std::printf("[ speed    ] %s: load %.0f ms; encode %zu bytes -> %zu ids in %.2f ms; decode %.2f ms\n",
-                m.tokenizer, load_ms, text.size(), ids.size(), enc_ms, dec_ms);
+    const double dec_ms =
+        std::chrono::duration<double, std::milli>(clock::now() - t2).count() / reps;
+    std::printf(
+        "[ speed    ] %s: load %.0f ms; encode %zu bytes -> %zu ids in %.2f ms; decode %.2f ms\n",
+        m.tokenizer, load_ms, text.size(), ids.size(), enc_ms, dec_ms);
     EXPECT_LT(enc_ms, 200.0);  // generous: a loaded 2-core CI machine, Debug builds
   }
 }

@@ -98,7 +98,8 @@ std::string l2c_decode_piece(const L2cTokenizer& t, int prev_token, int token) {
   // Following BOS, the sentencepiece decoder strips a leading space.
   if (prev_token == 1 && !piece.empty() && piece[0] == ' ') piece.erase(0, 1);
   unsigned char byte_val;
-  if (std::sscanf(piece.c_str(), "<0x%02hhX>", &byte_val) == 1) piece = std::string(1, static_cast<char>(byte_val));
+  if (std::sscanf(piece.c_str(), "<0x%02hhX>", &byte_val) == 1)
+    piece = std::string(1, static_cast<char>(byte_val));
   return piece;
 }
 
@@ -137,15 +138,18 @@ const Fixture& fx() {
 std::string random_text(std::mt19937& rng, size_t max_chars) {
   // Code point pools: the vocabulary's ASCII, whitespace, pieces with non-ASCII characters
   // (é ñ “ ” ’ – — … € ™), Latin-1, BMP and astral characters (byte fallback).
-  static const char32_t kSpecialPieces[] = {0xE9, 0xF1, 0x201C, 0x201D, 0x2019, 0x2018, 0x2013,
-                                            0x2014, 0x2026, 0x20AC, 0x2122, 0xA0, 0xE2, 0x200A};
+  static const char32_t kSpecialPieces[] = {0xE9,   0xF1,   0x201C, 0x201D, 0x2019, 0x2018, 0x2013,
+                                            0x2014, 0x2026, 0x20AC, 0x2122, 0xA0,   0xE2,   0x200A};
   std::uniform_int_distribution<int> pool(0, 9), len(0, static_cast<int>(max_chars));
   std::string s;
   const int n = len(rng);
   for (int i = 0; i < n; ++i) {
     char32_t cp;
     switch (pool(rng)) {
-      case 0: case 1: case 2: case 3: cp = std::uniform_int_distribution<int>(0x20, 0x7E)(rng); break;
+      case 0:
+      case 1:
+      case 2:
+      case 3: cp = std::uniform_int_distribution<int>(0x20, 0x7E)(rng); break;
       case 4: cp = U" \n\t"[std::uniform_int_distribution<int>(0, 2)(rng)]; break;
       case 5: cp = kSpecialPieces[std::uniform_int_distribution<int>(0, 13)(rng)]; break;
       case 6: cp = std::uniform_int_distribution<int>(0x01, 0xFF)(rng); break;
@@ -156,14 +160,20 @@ std::string random_text(std::mt19937& rng, size_t max_chars) {
     if (cp == 0x2581) cp = 0x2580;  // a literal "▁" reads as a space (documented difference)
     char buf[4];
     int k;
-    if (cp < 0x80) buf[0] = static_cast<char>(cp), k = 1;
-    else if (cp < 0x800) buf[0] = static_cast<char>(0xC0 | (cp >> 6)), buf[1] = static_cast<char>(0x80 | (cp & 0x3F)), k = 2;
+    if (cp < 0x80)
+      buf[0] = static_cast<char>(cp), k = 1;
+    else if (cp < 0x800)
+      buf[0] = static_cast<char>(0xC0 | (cp >> 6)), buf[1] = static_cast<char>(0x80 | (cp & 0x3F)),
+      k = 2;
     else if (cp < 0x10000)
-      buf[0] = static_cast<char>(0xE0 | (cp >> 12)), buf[1] = static_cast<char>(0x80 | ((cp >> 6) & 0x3F)),
+      buf[0] = static_cast<char>(0xE0 | (cp >> 12)),
+      buf[1] = static_cast<char>(0x80 | ((cp >> 6) & 0x3F)),
       buf[2] = static_cast<char>(0x80 | (cp & 0x3F)), k = 3;
     else
-      buf[0] = static_cast<char>(0xF0 | (cp >> 18)), buf[1] = static_cast<char>(0x80 | ((cp >> 12) & 0x3F)),
-      buf[2] = static_cast<char>(0x80 | ((cp >> 6) & 0x3F)), buf[3] = static_cast<char>(0x80 | (cp & 0x3F)), k = 4;
+      buf[0] = static_cast<char>(0xF0 | (cp >> 18)),
+      buf[1] = static_cast<char>(0x80 | ((cp >> 12) & 0x3F)),
+      buf[2] = static_cast<char>(0x80 | ((cp >> 6) & 0x3F)),
+      buf[3] = static_cast<char>(0x80 | (cp & 0x3F)), k = 4;
     s.append(buf, k);
   }
   return s;
@@ -229,7 +239,8 @@ TEST(Llama2c, DecodesLikeLlama2c) {
     const std::string text = random_text(rng, 40);
     const std::vector<int> ref = l2c_encode(f.ref, text, true, false);
     const std::vector<int32_t> ids(ref.begin(), ref.end());
-    EXPECT_EQ(f.tok.decode(ids, /*skip_special=*/true), l2c_decode(f.ref, ref)) << "text \"" << text << "\"";
+    EXPECT_EQ(f.tok.decode(ids, /*skip_special=*/true), l2c_decode(f.ref, ref))
+        << "text \"" << text << "\"";
     EXPECT_EQ(f.tok.decode(ids, true), text);
   }
   // Random streams of pieces after BOS, as a model generates them.

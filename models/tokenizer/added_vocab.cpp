@@ -63,8 +63,8 @@ Result<AddedVocab> AddedVocab::from_json(const json& list,
     const json& e = list[i];
     if (!e.is_object() || !e.contains("content") || !e["content"].is_string() ||
         !e.contains("id") || !e["id"].is_number_integer())
-      return errorf("tokenizer.json: added_tokens[%zu]: expected {\"id\": int, \"content\": string, ...}",
-                    i);
+      return errorf(
+          "tokenizer.json: added_tokens[%zu]: expected {\"id\": int, \"content\": string, ...}", i);
     AddedToken t;
     const int64_t id = e["id"].get<int64_t>();
     if (id < 0 || id >= (int64_t{1} << 24))

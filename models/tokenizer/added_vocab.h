@@ -42,7 +42,7 @@ class StringSetMatcher {
  private:
   int32_t child(int32_t node, unsigned char c) const;
   std::unordered_map<uint64_t, int32_t> edges_;  // (node << 8 | byte) -> node
-  std::vector<int32_t> terminal_{-1};             // node -> value, or -1; node 0 is the root
+  std::vector<int32_t> terminal_{-1};            // node -> value, or -1; node 0 is the root
   bool first_byte_[256] = {};
 };
 

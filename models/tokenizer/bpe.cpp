@@ -14,8 +14,9 @@ using nlohmann::json;
 namespace {
 
 constexpr uint64_t kEmpty = ~uint64_t{0};  // (-1, -1): never a real pair of ids
-constexpr int32_t kMaxVocabId = 1 << 24;   // bounds the id -> token table a file can make us allocate
-constexpr uint32_t kMetaspace = 0x2581;    // "▁", SentencePiece's word boundary marker
+constexpr int32_t kMaxVocabId =
+    1 << 24;                             // bounds the id -> token table a file can make us allocate
+constexpr uint32_t kMetaspace = 0x2581;  // "▁", SentencePiece's word boundary marker
 
 uint64_t hash64(uint64_t k) {
   k ^= k >> 33;
@@ -121,15 +122,17 @@ int32_t TokenIndex::find(const std::vector<std::string>& tokens, std::string_vie
 // ---------------------------------------------------------------------------------------------
 // Loading
 
-Result<BpeModel> BpeModel::build(const json& m, std::vector<std::pair<std::string, int64_t>>&& vocab,
+Result<BpeModel> BpeModel::build(const json& m,
+                                 std::vector<std::pair<std::string, int64_t>>&& vocab,
                                  std::vector<std::pair<std::string, std::string>>&& merges) {
   const char* op = "model";
   if (!m.is_object()) return errorf("%s: expected an object", op);
   const std::string type = m.value("type", std::string("BPE"));
   if (type != "BPE")
-    return errorf("%s.type is \"%s\", expected \"BPE\" (pensieve supports BPE tokenizers: "
-                  "SentencePiece-style with byte fallback, and byte-level)",
-                  op, type.c_str());
+    return errorf(
+        "%s.type is \"%s\", expected \"BPE\" (pensieve supports BPE tokenizers: "
+        "SentencePiece-style with byte fallback, and byte-level)",
+        op, type.c_str());
   if (m.contains("dropout") && m["dropout"].is_number() && m["dropout"].get<double>() > 0)
     return errorf("%s.dropout is %g: BPE dropout is random, expected null or 0", op,
                   m["dropout"].get<double>());
@@ -138,7 +141,9 @@ Result<BpeModel> BpeModel::build(const json& m, std::vector<std::pair<std::strin
   auto str_or_empty = [&](const char* key) -> std::string {
     return m.contains(key) && m[key].is_string() ? m[key].get<std::string>() : std::string();
   };
-  auto flag = [&](const char* key) { return m.contains(key) && m[key].is_boolean() && m[key].get<bool>(); };
+  auto flag = [&](const char* key) {
+    return m.contains(key) && m[key].is_boolean() && m[key].get<bool>();
+  };
   bpe.byte_fallback_ = flag("byte_fallback");
   bpe.fuse_unk_ = flag("fuse_unk");
   bpe.ignore_merges_ = flag("ignore_merges");
@@ -286,7 +291,8 @@ void BpeModel::tokenize_chunk(std::string_view word, std::vector<int32_t>& out) 
   int32_t unk_len = 0;  // pending <unk> (fuse_unk joins runs of unknown characters)
   std::string s;
   for (size_t i = 0; i < word.size();) {
-    const size_t clen = std::min(utf8_char_len(static_cast<unsigned char>(word[i])), word.size() - i);
+    const size_t clen =
+        std::min(utf8_char_len(static_cast<unsigned char>(word[i])), word.size() - i);
     std::string_view ch = word.substr(i, clen);
     int32_t id;
     if (affixes) {

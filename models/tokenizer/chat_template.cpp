@@ -18,7 +18,8 @@ namespace {
 constexpr std::string_view kPhi3 =
     "{% for message in messages %}{% if message['role'] == 'system' %}{{'<|system|>\n' + "
     "message['content'] + '<|end|>\n'}}{% elif message['role'] == 'user' %}{{'<|user|>\n' + "
-    "message['content'] + '<|end|>\n'}}{% elif message['role'] == 'assistant' %}{{'<|assistant|>\n' "
+    "message['content'] + '<|end|>\n'}}{% elif message['role'] == 'assistant' "
+    "%}{{'<|assistant|>\n' "
     "+ message['content'] + '<|end|>\n'}}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ "
     "'<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}";
 
@@ -37,7 +38,8 @@ constexpr std::string_view kPhi4 =
     "add_generation_prompt %}{{ '<|assistant|>' }}{% else %}{{ eos_token }}{% endif %}";
 
 constexpr std::string_view kPhi3Original =
-    "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') %}{{'<|user|>' + "
+    "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') %}{{'<|user|>' "
+    "+ "
     "'\n' + message['content'] + '<|end|>' + '\n' + '<|assistant|>' + '\n'}}{% elif "
     "(message['role'] == 'assistant') %}{{message['content'] + '<|end|>' + '\n'}}{% endif %}{% "
     "endfor %}";
@@ -50,7 +52,8 @@ constexpr std::string_view kPhi3Medium =
 constexpr std::string_view kLlama2 =
     "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set "
     "system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}{% set "
-    "system_message = false %}{% endif %}{% for message in loop_messages %}{% if (message['role'] == "
+    "system_message = false %}{% endif %}{% for message in loop_messages %}{% if (message['role'] "
+    "== "
     "'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate "
     "user/assistant/user/assistant/...') }}{% endif %}{% if loop.index0 == 0 and system_message != "
     "false %}{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + "
@@ -105,7 +108,9 @@ std::string canonical_tag(std::string_view s) {
             case 'n': lit += '\n'; break;
             case 't': lit += '\t'; break;
             case 'r': lit += '\r'; break;
-            case '\\': case '\'': case '"': lit += e; break;
+            case '\\':
+            case '\'':
+            case '"': lit += e; break;
             default: lit += '\\'; lit += e;
           }
         } else {
@@ -137,11 +142,13 @@ std::string canonicalize_jinja(std::string_view src) {
   std::string out, text;
   auto flush_text = [&]() {
     if (!text.empty())
-      out.append("T").append(nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+      out.append("T").append(
+          nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     text.clear();
   };
   auto find_open = [&](size_t from) {
-    for (size_t p = src.find('{', from); p != std::string_view::npos && p + 1 < n; p = src.find('{', p + 1))
+    for (size_t p = src.find('{', from); p != std::string_view::npos && p + 1 < n;
+         p = src.find('{', p + 1))
       if (src[p + 1] == '{' || src[p + 1] == '%' || src[p + 1] == '#') return p;
     return std::string_view::npos;
   };
@@ -149,7 +156,8 @@ std::string canonicalize_jinja(std::string_view src) {
   bool line_start = true;  // the data at i starts a line (Jinja's lstrip_blocks condition)
   for (;;) {
     const size_t open = find_open(i);
-    std::string d(src.substr(i, open == std::string_view::npos ? std::string_view::npos : open - i));
+    std::string d(
+        src.substr(i, open == std::string_view::npos ? std::string_view::npos : open - i));
     if (open == std::string_view::npos) {
       text += d;
       break;
@@ -163,7 +171,8 @@ std::string canonicalize_jinja(std::string_view src) {
       // lstrip_blocks: only spaces between the start of a line and a block tag are removed.
       size_t l = d.rfind('\n');
       l = l == std::string::npos ? 0 : l + 1;
-      if ((l > 0 || line_start) && d.find_first_not_of(" \t\r\f\v", l) == std::string::npos) d.erase(l);
+      if ((l > 0 || line_start) && d.find_first_not_of(" \t\r\f\v", l) == std::string::npos)
+        d.erase(l);
     }
     text += d;
     // The closing delimiter, skipping string literals inside the tag.
@@ -173,8 +182,10 @@ std::string canonicalize_jinja(std::string_view src) {
     for (; j + 1 < n; ++j) {
       const char c = src[j];
       if (quote) {
-        if (c == '\\') ++j;
-        else if (c == quote) quote = 0;
+        if (c == '\\')
+          ++j;
+        else if (c == quote)
+          quote = 0;
       } else if (kind != '#' && (c == '\'' || c == '"')) {
         quote = c;
       } else if (c == close && src[j + 1] == '}') {
@@ -238,12 +249,15 @@ Result<ChatTemplate::Format> ChatTemplate::recognize(std::string_view jinja_sour
   std::string head(jinja_source.substr(0, 80));
   for (char& c : head)
     if (c == '\n') c = ' ';
-  return errorf("chat template not recognised (it starts: \"%s%s\"); pensieve renders known "
-                "templates only: choose one with --chat-template %s",
-                head.c_str(), jinja_source.size() > 80 ? "..." : "", std::string(names()).c_str());
+  return errorf(
+      "chat template not recognised (it starts: \"%s%s\"); pensieve renders known "
+      "templates only: choose one with --chat-template %s",
+      head.c_str(), jinja_source.size() > 80 ? "..." : "", std::string(names()).c_str());
 }
 
-std::string_view ChatTemplate::names() { return "phi3|phi3.5|phi4|llama2|phi3-original|phi3-medium|raw"; }
+std::string_view ChatTemplate::names() {
+  return "phi3|phi3.5|phi4|llama2|phi3-original|phi3-medium|raw";
+}
 
 std::string_view ChatTemplate::name() const {
   for (const Known& k : kKnown)
@@ -251,7 +265,8 @@ std::string_view ChatTemplate::name() const {
   return "?";
 }
 
-Result<ChatTemplate> ChatTemplate::from_name(std::string_view name, std::string bos, std::string eos) {
+Result<ChatTemplate> ChatTemplate::from_name(std::string_view name, std::string bos,
+                                             std::string eos) {
   for (const Known& k : kKnown)
     if (k.name == name) return ChatTemplate(k.format, std::move(bos), std::move(eos));
   return errorf("--chat-template: unknown template \"%.*s\", expected one of %s",
@@ -305,18 +320,21 @@ Result<std::string> ChatTemplate::render(std::span<const ChatMessage> messages,
       }
       break;
     case Format::kLlama2: {
-      if (messages.empty()) return errorf("chat template llama2: no messages (it reads messages[0])");
+      if (messages.empty())
+        return errorf("chat template llama2: no messages (it reads messages[0])");
       std::span<const ChatMessage> loop = messages;
       const ChatMessage* system = nullptr;
       if (messages[0].role == "system") system = &messages[0], loop = messages.subspan(1);
       for (size_t i = 0; i < loop.size(); ++i) {
         const ChatMessage& m = loop[i];
         if ((m.role == "user") != (i % 2 == 0))
-          return errorf("chat template llama2: message %zu has role \"%s\": conversation roles "
-                        "must alternate user/assistant/user/assistant/...",
-                        i + (system ? 1 : 0), m.role.c_str());
+          return errorf(
+              "chat template llama2: message %zu has role \"%s\": conversation roles "
+              "must alternate user/assistant/user/assistant/...",
+              i + (system ? 1 : 0), m.role.c_str());
         std::string content = m.content;
-        if (i == 0 && system) content = "<<SYS>>\n" + system->content + "\n<</SYS>>\n\n" + m.content;
+        if (i == 0 && system)
+          content = "<<SYS>>\n" + system->content + "\n<</SYS>>\n\n" + m.content;
         if (m.role == "user")
           out += bos_ + "[INST] " + python_strip(content) + " [/INST]";
         else if (m.role == "assistant")

@@ -50,7 +50,8 @@ class ChatTemplate {
 
   // The prompt text (tokenize it with Tokenizer::encode). Fails where the Jinja template would
   // raise (Llama-2: roles not alternating user/assistant).
-  Result<std::string> render(std::span<const ChatMessage> messages, bool add_generation_prompt) const;
+  Result<std::string> render(std::span<const ChatMessage> messages,
+                             bool add_generation_prompt) const;
 
   // How to encode the rendered text: transformers' apply_chat_template encodes it with
   // add_special_tokens=False (templates that want BOS write it: llama2, phi3-original). The raw

@@ -75,10 +75,12 @@ Result<Decoder> Decoder::from_json(const json& j) {
 }
 
 Status Decoder::add(const json& j, bool& fused) {
-  const std::string type =
-      j.is_object() && j.contains("type") && j["type"].is_string() ? j["type"].get<std::string>() : "?";
+  const std::string type = j.is_object() && j.contains("type") && j["type"].is_string()
+                               ? j["type"].get<std::string>()
+                               : "?";
   auto unsupported_fused = [&]() {
-    return errorf("tokenizer.json: decoder \"%s\" after Fuse/ByteLevel is not supported", type.c_str());
+    return errorf("tokenizer.json: decoder \"%s\" after Fuse/ByteLevel is not supported",
+                  type.c_str());
   };
   DecodeStage s{};
   s.fused = fused;
@@ -92,8 +94,9 @@ Status Decoder::add(const json& j, bool& fused) {
     const json pat = j.value("pattern", json());
     if (!pat.is_object() || !pat.contains("String") || !pat["String"].is_string() ||
         !j.contains("content") || !j["content"].is_string())
-      return errorf("tokenizer.json: decoder Replace: expected {\"pattern\": {\"String\": ...}, "
-                    "\"content\": ...} (regex patterns are not supported)");
+      return errorf(
+          "tokenizer.json: decoder Replace: expected {\"pattern\": {\"String\": ...}, "
+          "\"content\": ...} (regex patterns are not supported)");
     s.from = pat["String"].get<std::string>();
     s.to = j["content"].get<std::string>();
     if (s.from.empty()) return errorf("tokenizer.json: decoder Replace: empty pattern");
@@ -132,9 +135,10 @@ Status Decoder::add(const json& j, bool& fused) {
     else
       s.metaspace_prepend = j.value("add_prefix_space", true);
   } else {
-    return errorf("tokenizer.json: decoder \"%s\" is not supported (supported: Sequence, Replace, "
-                  "ByteFallback, Fuse, Strip, ByteLevel, Metaspace)",
-                  type.c_str());
+    return errorf(
+        "tokenizer.json: decoder \"%s\" is not supported (supported: Sequence, Replace, "
+        "ByteFallback, Fuse, Strip, ByteLevel, Metaspace)",
+        type.c_str());
   }
   stages_.push_back(std::move(s));
   return Status::Ok();
@@ -178,8 +182,7 @@ void DecodeState::feed(size_t i, std::string piece, std::string& out) {
     case DecodeStage::kReplace:
       return feed(i + 1, replace_all(std::move(piece), s.from, s.to), out);
 
-    case DecodeStage::kFuse:
-      return feed(i + 1, std::move(piece), out);
+    case DecodeStage::kFuse: return feed(i + 1, std::move(piece), out);
 
     case DecodeStage::kByteFallback: {
       const int byte = byte_fallback_value(piece);
@@ -191,7 +194,8 @@ void DecodeState::feed(size_t i, std::string piece, std::string& out) {
         if (st.run_invalid) return feed(i + 1, std::string(kReplacementChar), out);
         if (!utf8_valid_prefix(st.bytes)) {
           st.run_invalid = true;
-          for (size_t k = 0; k < st.bytes.size(); ++k) feed(i + 1, std::string(kReplacementChar), out);
+          for (size_t k = 0; k < st.bytes.size(); ++k)
+            feed(i + 1, std::string(kReplacementChar), out);
         }
         return;
       }
@@ -221,7 +225,8 @@ void DecodeState::feed(size_t i, std::string piece, std::string& out) {
       std::string_view rest = std::string_view(piece).substr(b);
       if (s.stop == 0) return feed(i + 1, std::string(rest), out);
       size_t e = rest.size(), trailing = 0;
-      while (e >= s.content.size() && rest.compare(e - s.content.size(), s.content.size(), s.content) == 0)
+      while (e >= s.content.size() &&
+             rest.compare(e - s.content.size(), s.content.size(), s.content) == 0)
         e -= s.content.size(), ++trailing;
       std::string emit;
       if (e > 0) {  // something other than `content`: the held characters are final
@@ -260,7 +265,8 @@ void DecodeState::feed(size_t i, std::string piece, std::string& out) {
     case DecodeStage::kMetaspace: {
       const bool first = s.fused || st.count == 0;  // fused: all pieces are the first token
       ++st.count;
-      if (first && s.metaspace_prepend) return feed(i + 1, replace_all(std::move(piece), s.from, ""), out);
+      if (first && s.metaspace_prepend)
+        return feed(i + 1, replace_all(std::move(piece), s.from, ""), out);
       return feed(i + 1, replace_all(std::move(piece), s.from, " "), out);
     }
 

@@ -21,11 +21,11 @@ namespace pensieve::tok {
 
 struct DecodeStage {
   enum Kind { kReplace, kByteFallback, kFuse, kStrip, kByteLevel, kMetaspace, kJoinSpace } kind;
-  bool fused = false;  // input is one long token arriving in pieces
-  std::string from, to;          // Replace; Metaspace: from = replacement
-  std::string content;           // Strip: the character
-  size_t start = 0, stop = 0;    // Strip: how many leading / trailing characters at most
-  bool metaspace_prepend = true; // Metaspace: prepend_scheme != never
+  bool fused = false;             // input is one long token arriving in pieces
+  std::string from, to;           // Replace; Metaspace: from = replacement
+  std::string content;            // Strip: the character
+  size_t start = 0, stop = 0;     // Strip: how many leading / trailing characters at most
+  bool metaspace_prepend = true;  // Metaspace: prepend_scheme != never
 };
 
 class Decoder {
@@ -50,11 +50,11 @@ class DecodeState {
 
  private:
   struct StageState {
-    std::string bytes;        // ByteFallback: pending run of bytes; ByteLevel: unfinished UTF-8
-    bool run_invalid = false; // ByteFallback: the pending run can no longer be valid UTF-8
-    size_t count = 0;         // tokens seen (Metaspace, JoinSpace) / leading chars stripped (Strip)
-    bool started = false;     // Strip: a character other than `content` has been seen
-    size_t held = 0;          // Strip: trailing `content` characters held back
+    std::string bytes;         // ByteFallback: pending run of bytes; ByteLevel: unfinished UTF-8
+    bool run_invalid = false;  // ByteFallback: the pending run can no longer be valid UTF-8
+    size_t count = 0;      // tokens seen (Metaspace, JoinSpace) / leading chars stripped (Strip)
+    bool started = false;  // Strip: a character other than `content` has been seen
+    size_t held = 0;       // Strip: trailing `content` characters held back
   };
   void feed(size_t i, std::string piece, std::string& out);
   void finish(size_t i, std::string& out);

@@ -100,7 +100,8 @@ class Handler : public nlohmann::json_sax<json> {
     stack_.pop_back();
     return true;
   }
-  bool parse_error(std::size_t pos, const std::string&, const nlohmann::detail::exception& e) override {
+  bool parse_error(std::size_t pos, const std::string&,
+                   const nlohmann::detail::exception& e) override {
     if (error.empty()) error = "invalid JSON at byte " + std::to_string(pos) + ": " + e.what();
     return false;
   }
@@ -178,7 +179,8 @@ Result<TokenizerJson> parse_tokenizer_json(std::string_view text, const std::str
   } catch (const json::exception& e) {
     return errorf("%s: invalid JSON (%s)", what.c_str(), e.what());
   }
-  if (!ok) return errorf("%s: %s", what.c_str(), h.error.empty() ? "invalid JSON" : h.error.c_str());
+  if (!ok)
+    return errorf("%s: %s", what.c_str(), h.error.empty() ? "invalid JSON" : h.error.c_str());
   return out;
 }
 

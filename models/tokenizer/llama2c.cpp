@@ -45,7 +45,8 @@ Result<std::string> tokenizer_json_from_llama2c_bytes(std::span<const uint8_t> b
   };
   int32_t max_len = 0;
   if (!read4(&max_len))
-    return errorf("%s: %s: %zu bytes, expected at least a 4-byte header", op, origin.c_str(), bytes.size());
+    return errorf("%s: %s: %zu bytes, expected at least a 4-byte header", op, origin.c_str(),
+                  bytes.size());
   if (max_len <= 0 || max_len > 4096)
     return errorf("%s: %s: max_token_length %d, expected 1..4096", op, origin.c_str(), max_len);
   std::vector<std::string> pieces;
@@ -57,24 +58,27 @@ Result<std::string> tokenizer_json_from_llama2c_bytes(std::span<const uint8_t> b
       return errorf("%s: %s: token %zu: truncated record at byte %zu of %zu", op, origin.c_str(),
                     pieces.size(), pos, bytes.size());
     if (len < 0 || len > max_len || static_cast<size_t>(len) > bytes.size() - pos)
-      return errorf("%s: %s: token %zu: length %d at byte %zu, expected 0..%d within the %zu-byte file",
-                    op, origin.c_str(), pieces.size(), len, pos - 4, max_len, bytes.size());
-    pieces.emplace_back(reinterpret_cast<const char*>(bytes.data() + pos), static_cast<size_t>(len));
+      return errorf(
+          "%s: %s: token %zu: length %d at byte %zu, expected 0..%d within the %zu-byte file", op,
+          origin.c_str(), pieces.size(), len, pos - 4, max_len, bytes.size());
+    pieces.emplace_back(reinterpret_cast<const char*>(bytes.data() + pos),
+                        static_cast<size_t>(len));
     scores.push_back(score);
     pos += static_cast<size_t>(len);
   }
   const size_t n = pieces.size();
   if (expected_vocab_size > 0 && n != static_cast<size_t>(expected_vocab_size))
-    return errorf("%s: %s: %zu tokens, expected vocab_size %d", op, origin.c_str(), n, expected_vocab_size);
+    return errorf("%s: %s: %zu tokens, expected vocab_size %d", op, origin.c_str(), n,
+                  expected_vocab_size);
   if (n < 259)
-    return errorf("%s: %s: %zu tokens, expected at least 259 (<unk>, <s>, </s>, 256 byte tokens)", op,
-                  origin.c_str(), n);
+    return errorf("%s: %s: %zu tokens, expected at least 259 (<unk>, <s>, </s>, 256 byte tokens)",
+                  op, origin.c_str(), n);
   for (int b = 0; b < 256; ++b) {
     char name[8];
     std::snprintf(name, sizeof(name), "<0x%02X>", b);
     if (pieces[3 + b] != name)
-      return errorf("%s: %s: token %d is \"%s\", expected the byte token %s", op, origin.c_str(), 3 + b,
-                    pieces[3 + b].c_str(), name);
+      return errorf("%s: %s: token %d is \"%s\", expected the byte token %s", op, origin.c_str(),
+                    3 + b, pieces[3 + b].c_str(), name);
   }
 
   // Vocabulary with HF names: the three specials renamed, spaces as "▁".
@@ -89,12 +93,14 @@ Result<std::string> tokenizer_json_from_llama2c_bytes(std::span<const uint8_t> b
         return errorf("%s: %s: token %zu is not valid UTF-8", op, origin.c_str(), id);
       if (pieces[id].empty()) return errorf("%s: %s: token %zu is empty", op, origin.c_str(), id);
       if (pieces[id].find(kMetaspace) != std::string::npos)
-        return errorf("%s: %s: token %zu contains \"▁\" (U+2581), which the conversion uses for spaces",
-                      op, origin.c_str(), id);
+        return errorf(
+            "%s: %s: token %zu contains \"▁\" (U+2581), which the conversion uses for spaces", op,
+            origin.c_str(), id);
       names[id] = spaces_to_metaspace(pieces[id]);
     }
     if (vocab.contains(names[id]))
-      return errorf("%s: %s: token %zu \"%s\" appears twice", op, origin.c_str(), id, names[id].c_str());
+      return errorf("%s: %s: token %zu \"%s\" appears twice", op, origin.c_str(), id,
+                    names[id].c_str());
     vocab[names[id]] = id;
   }
 
@@ -148,9 +154,10 @@ Result<std::string> tokenizer_json_from_llama2c_bytes(std::span<const uint8_t> b
       {"added_tokens", added},
       {"normalizer",
        {{"type", "Sequence"},
-        {"normalizers",
-         json::array({{{"type", "Prepend"}, {"prepend", std::string(kMetaspace)}},
-                      {{"type", "Replace"}, {"pattern", str_pattern(" ")}, {"content", std::string(kMetaspace)}}})}}},
+        {"normalizers", json::array({{{"type", "Prepend"}, {"prepend", std::string(kMetaspace)}},
+                                     {{"type", "Replace"},
+                                      {"pattern", str_pattern(" ")},
+                                      {"content", std::string(kMetaspace)}}})}}},
       {"pre_tokenizer", nullptr},
       {"post_processor",
        {{"type", "TemplateProcessing"},
@@ -160,13 +167,17 @@ Result<std::string> tokenizer_json_from_llama2c_bytes(std::span<const uint8_t> b
                               {{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
                               {{"SpecialToken", {{"id", "<s>"}, {"type_id", 1}}}},
                               {{"Sequence", {{"id", "B"}, {"type_id", 1}}}}})},
-        {"special_tokens", {{"<s>", {{"id", "<s>"}, {"ids", json::array({1})}, {"tokens", json::array({"<s>"})}}}}}}},
+        {"special_tokens",
+         {{"<s>", {{"id", "<s>"}, {"ids", json::array({1})}, {"tokens", json::array({"<s>"})}}}}}}},
       {"decoder",
        {{"type", "Sequence"},
-        {"decoders", json::array({{{"type", "Replace"}, {"pattern", str_pattern(std::string(kMetaspace))}, {"content", " "}},
-                                  {{"type", "ByteFallback"}},
-                                  {{"type", "Fuse"}},
-                                  {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}})}}},
+        {"decoders",
+         json::array({{{"type", "Replace"},
+                       {"pattern", str_pattern(std::string(kMetaspace))},
+                       {"content", " "}},
+                      {{"type", "ByteFallback"}},
+                      {{"type", "Fuse"}},
+                      {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}})}}},
       {"model",
        {{"type", "BPE"},
         {"dropout", nullptr},
@@ -181,7 +192,8 @@ Result<std::string> tokenizer_json_from_llama2c_bytes(std::span<const uint8_t> b
   return tj.dump();
 }
 
-Result<std::string> tokenizer_json_from_llama2c(const std::string& path, int32_t expected_vocab_size) {
+Result<std::string> tokenizer_json_from_llama2c(const std::string& path,
+                                                int32_t expected_vocab_size) {
   auto f = MappedFile::open(path);
   if (!f.ok()) return errorf("tokenizer_json_from_llama2c: %s", f.error().c_str());
   return tokenizer_json_from_llama2c_bytes(std::span<const uint8_t>(f->data(), f->size()), path,

@@ -31,7 +31,8 @@ namespace pensieve {
 
 // tokenizer.json text for the llama2.c tokenizer file at `path`.
 // expected_vocab_size (the checkpoint's vocab_size), if > 0, must equal the token count.
-Result<std::string> tokenizer_json_from_llama2c(const std::string& path, int32_t expected_vocab_size = 0);
+Result<std::string> tokenizer_json_from_llama2c(const std::string& path,
+                                                int32_t expected_vocab_size = 0);
 // The same from the file's bytes; `origin` names it in errors.
 Result<std::string> tokenizer_json_from_llama2c_bytes(std::span<const uint8_t> bytes,
                                                       const std::string& origin,

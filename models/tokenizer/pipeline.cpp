@@ -38,7 +38,8 @@ Status parse_pattern(const json& j, const char* where, std::string& literal,
 Status find_pattern(const std::shared_ptr<const Regex>& re, const std::string& literal,
                     std::string_view s, std::vector<std::pair<size_t, size_t>>& out) {
   if (re) return re->find_all(s, out);
-  for (size_t p = s.find(literal); p != std::string_view::npos; p = s.find(literal, p + literal.size()))
+  for (size_t p = s.find(literal); p != std::string_view::npos;
+       p = s.find(literal, p + literal.size()))
     out.emplace_back(p, p + literal.size());
   return Status::Ok();
 }
@@ -93,9 +94,10 @@ Status Normalizer::add(const json& j) {
     op.right = j.value("strip_right", true);
     ops_.push_back(std::move(op));
   } else {
-    return errorf("tokenizer.json: normalizer \"%s\" is not supported (supported: Sequence, "
-                  "Prepend, Replace, Strip)",
-                  type.c_str());
+    return errorf(
+        "tokenizer.json: normalizer \"%s\" is not supported (supported: Sequence, "
+        "Prepend, Replace, Strip)",
+        type.c_str());
   }
   return Status::Ok();
 }
@@ -149,7 +151,8 @@ struct ByteLevelTables {
   ByteLevelTables() {
     uint32_t next = 256;
     for (int b = 0; b < 256; ++b) {
-      const bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+      const bool printable =
+          (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
       cp[b] = printable ? static_cast<uint32_t>(b) : next++;
       utf8_append(to_char[b], cp[b]);
     }
@@ -198,14 +201,21 @@ Status PreTokenizer::add(const json& j) {
   Op op{};
   if (type == "Split") {
     op.kind = Op::kSplit;
-    PENSIEVE_TRY(parse_pattern(j.value("pattern", json()), "pre_tokenizer Split", op.literal, op.re));
+    PENSIEVE_TRY(
+        parse_pattern(j.value("pattern", json()), "pre_tokenizer Split", op.literal, op.re));
     const std::string b = j.value("behavior", std::string("Isolated"));
-    if (b == "Removed") op.behavior = kRemoved;
-    else if (b == "Isolated") op.behavior = kIsolated;
-    else if (b == "MergedWithPrevious") op.behavior = kMergedWithPrevious;
-    else if (b == "MergedWithNext") op.behavior = kMergedWithNext;
-    else if (b == "Contiguous") op.behavior = kContiguous;
-    else return errorf("tokenizer.json: pre_tokenizer Split: unknown behavior \"%s\"", b.c_str());
+    if (b == "Removed")
+      op.behavior = kRemoved;
+    else if (b == "Isolated")
+      op.behavior = kIsolated;
+    else if (b == "MergedWithPrevious")
+      op.behavior = kMergedWithPrevious;
+    else if (b == "MergedWithNext")
+      op.behavior = kMergedWithNext;
+    else if (b == "Contiguous")
+      op.behavior = kContiguous;
+    else
+      return errorf("tokenizer.json: pre_tokenizer Split: unknown behavior \"%s\"", b.c_str());
     op.invert = j.value("invert", false);
   } else if (type == "ByteLevel") {
     op.kind = Op::kByteLevel;
@@ -223,18 +233,23 @@ Status PreTokenizer::add(const json& j) {
     op.replacement = j.value("replacement", std::string("\xE2\x96\x81"));
     if (j.contains("prepend_scheme") && j["prepend_scheme"].is_string()) {
       const std::string s = j["prepend_scheme"].get<std::string>();
-      if (s == "always") op.prepend = Op::kAlways;
-      else if (s == "first") op.prepend = Op::kFirst;
-      else if (s == "never") op.prepend = Op::kNever;
-      else return errorf("tokenizer.json: Metaspace: unknown prepend_scheme \"%s\"", s.c_str());
+      if (s == "always")
+        op.prepend = Op::kAlways;
+      else if (s == "first")
+        op.prepend = Op::kFirst;
+      else if (s == "never")
+        op.prepend = Op::kNever;
+      else
+        return errorf("tokenizer.json: Metaspace: unknown prepend_scheme \"%s\"", s.c_str());
     } else {
       op.prepend = j.value("add_prefix_space", true) ? Op::kAlways : Op::kNever;
     }
     op.split = j.value("split", true);
   } else {
-    return errorf("tokenizer.json: pre_tokenizer \"%s\" is not supported (supported: Sequence, "
-                  "Split, ByteLevel, Metaspace)",
-                  type.c_str());
+    return errorf(
+        "tokenizer.json: pre_tokenizer \"%s\" is not supported (supported: Sequence, "
+        "Split, ByteLevel, Metaspace)",
+        type.c_str());
   }
   ops_.push_back(std::move(op));
   return Status::Ok();
@@ -321,9 +336,7 @@ Status PreTokenizer::run(std::vector<Word>& words) const {
     next.reserve(words.size());
     for (Word& w : words) {
       switch (op.kind) {
-        case Op::kSplit:
-          PENSIEVE_TRY(split_word(op, w, next));
-          break;
+        case Op::kSplit: PENSIEVE_TRY(split_word(op, w, next)); break;
         case Op::kByteLevel: {
           if (op.add_prefix_space && (w.text.empty() || w.text[0] != ' ')) w.text = " " + w.text;
           const size_t first = next.size();

@@ -15,8 +15,9 @@ Result<Regex> Regex::compile(std::string_view pattern) {
   if (!code) {
     PCRE2_UCHAR msg[256];
     pcre2_get_error_message(err, msg, sizeof(msg));
-    return errorf("regex: cannot compile /%.*s/ at offset %zu: %s", static_cast<int>(pattern.size()),
-                  pattern.data(), static_cast<size_t>(err_off), reinterpret_cast<char*>(msg));
+    return errorf("regex: cannot compile /%.*s/ at offset %zu: %s",
+                  static_cast<int>(pattern.size()), pattern.data(), static_cast<size_t>(err_off),
+                  reinterpret_cast<char*>(msg));
   }
   // JIT is an optimisation only: the interpreter gives the same matches where it is unavailable.
   pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);

@@ -85,8 +85,8 @@ void collect_ids(const json& cfg, const char* key, std::vector<int32_t>& out) {
 }
 
 // Post-processors, reduced to what they do to one sequence: ids before and after it.
-Status parse_post_processor(const json& pp, const Tokenizer::Impl& impl, std::vector<int32_t>& prefix,
-                            std::vector<int32_t>& suffix) {
+Status parse_post_processor(const json& pp, const Tokenizer::Impl& impl,
+                            std::vector<int32_t>& prefix, std::vector<int32_t>& suffix) {
   if (pp.is_null()) return Status::Ok();
   const std::string type = pp.value("type", std::string("?"));
   if (type == "Sequence") {
@@ -105,18 +105,21 @@ Status parse_post_processor(const json& pp, const Tokenizer::Impl& impl, std::ve
     for (const char* key : {"cls", "sep"}) {
       const json& e = pp.value(key, json());
       if (!e.is_array() || e.size() != 2 || !e[1].is_number_integer())
-        return errorf("tokenizer.json: post_processor %s: \"%s\" must be [token, id]", type.c_str(), key);
+        return errorf("tokenizer.json: post_processor %s: \"%s\" must be [token, id]", type.c_str(),
+                      key);
       (std::string(key) == "cls" ? prefix : suffix).push_back(e[1].get<int32_t>());
     }
     return Status::Ok();
   }
   if (type != "TemplateProcessing")
-    return errorf("tokenizer.json: post_processor \"%s\" is not supported (supported: "
-                  "TemplateProcessing, ByteLevel, RobertaProcessing, BertProcessing, Sequence)",
-                  type.c_str());
+    return errorf(
+        "tokenizer.json: post_processor \"%s\" is not supported (supported: "
+        "TemplateProcessing, ByteLevel, RobertaProcessing, BertProcessing, Sequence)",
+        type.c_str());
   const json& single = pp.value("single", json());
   if (!single.is_array())
-    return errorf("tokenizer.json: post_processor TemplateProcessing without a \"single\" template");
+    return errorf(
+        "tokenizer.json: post_processor TemplateProcessing without a \"single\" template");
   const json& specials = pp.value("special_tokens", json::object());
   bool seen_a = false;
   for (const json& item : single) {
@@ -134,7 +137,8 @@ Status parse_post_processor(const json& pp, const Tokenizer::Impl& impl, std::ve
       } else {
         const int32_t id = impl.lookup(name);
         if (id < 0)
-          return errorf("tokenizer.json: post_processor: special token \"%s\" is unknown", name.c_str());
+          return errorf("tokenizer.json: post_processor: special token \"%s\" is unknown",
+                        name.c_str());
         dst.push_back(id);
       }
     } else {
@@ -171,9 +175,10 @@ Result<Tokenizer> Tokenizer::build(tok::TokenizerJson&& doc, const json& cfg, st
   impl->pre = std::move(pre.value());
   const json& mj = tj["model"];
   if (mj.is_object() && mj.contains("type") && mj["type"] != "BPE")
-    return errorf("model.type is %s, expected \"BPE\" (pensieve supports BPE tokenizers: "
-                  "SentencePiece-style with byte fallback, and byte-level)",
-                  mj["type"].dump().c_str());
+    return errorf(
+        "model.type is %s, expected \"BPE\" (pensieve supports BPE tokenizers: "
+        "SentencePiece-style with byte fallback, and byte-level)",
+        mj["type"].dump().c_str());
   if (!doc.has_vocab) return errorf("model.vocab: missing or not an object");
   if (!doc.has_merges) return errorf("model.merges: missing or not an array");
   auto model = tok::BpeModel::build(tj["model"], std::move(doc.vocab), std::move(doc.merges));
@@ -193,7 +198,8 @@ Result<Tokenizer> Tokenizer::build(tok::TokenizerJson&& doc, const json& cfg, st
   impl->added = std::move(added.value());
 
   impl->id_limit = impl->model.id_limit();
-  for (const tok::AddedToken& t : impl->added.tokens()) impl->id_limit = std::max(impl->id_limit, t.id + 1);
+  for (const tok::AddedToken& t : impl->added.tokens())
+    impl->id_limit = std::max(impl->id_limit, t.id + 1);
   // HF skips a token in decode(skip_special) when its *string* is a special token's content.
   impl->special.assign(impl->id_limit, false);
   for (const tok::AddedToken& t : impl->added.tokens()) {
@@ -227,10 +233,13 @@ Result<Tokenizer> Tokenizer::build(tok::TokenizerJson&& doc, const json& cfg, st
   if (sp.eos >= 0 && impl->eos_token.empty()) impl->eos_token = *impl->token_string(sp.eos);
   // transformers' add_bos_token / add_eos_token, when tokenizer.json's post-processor does not
   // already add them.
-  if (cfg.is_object() && cfg.value("add_bos_token", false) && sp.bos >= 0 &&
+  auto flag = [&](const char* key) {
+    return cfg.is_object() && cfg.contains(key) && cfg[key].is_boolean() && cfg[key].get<bool>();
+  };
+  if (flag("add_bos_token") && sp.bos >= 0 &&
       (impl->prefix_ids.empty() || impl->prefix_ids.front() != sp.bos))
     impl->prefix_ids.insert(impl->prefix_ids.begin(), sp.bos);
-  if (cfg.is_object() && cfg.value("add_eos_token", false) && sp.eos >= 0 &&
+  if (flag("add_eos_token") && sp.eos >= 0 &&
       (impl->suffix_ids.empty() || impl->suffix_ids.back() != sp.eos))
     impl->suffix_ids.push_back(sp.eos);
 
@@ -240,14 +249,15 @@ Result<Tokenizer> Tokenizer::build(tok::TokenizerJson&& doc, const json& cfg, st
       impl->chat_template = ct.get<std::string>();
     } else if (ct.is_array()) {  // [{"name": ..., "template": ...}]: the default one
       for (const json& e : ct)
-        if (e.is_object() && e.value("name", std::string()) == "default" && e.contains("template") &&
-            e["template"].is_string())
+        if (e.is_object() && e.contains("name") && e["name"] == "default" &&
+            e.contains("template") && e["template"].is_string())
           impl->chat_template = e["template"].get<std::string>();
     }
   }
 
   if (sp.eos >= 0) sp.stop.push_back(sp.eos);
-  for (const char* name : {"<|end|>", "<|endoftext|>", "<|eot_id|>", "<|im_end|>", "<|end_of_text|>"})
+  for (const char* name :
+       {"<|end|>", "<|endoftext|>", "<|eot_id|>", "<|im_end|>", "<|end_of_text|>"})
     if (const tok::AddedToken* t = impl->added.by_content(name)) sp.stop.push_back(t->id);
   std::sort(sp.stop.begin(), sp.stop.end());
   sp.stop.erase(std::unique(sp.stop.begin(), sp.stop.end()), sp.stop.end());
@@ -279,15 +289,17 @@ Result<Tokenizer> Tokenizer::load(const std::string& dir) {
   const std::string tpath = dir + "/tokenizer.json";
   struct stat sb;
   if (::stat(dir.c_str(), &sb) != 0 || !S_ISDIR(sb.st_mode))
-    return errorf("load_tokenizer: %s is not a directory (expected a model directory with "
-                  "tokenizer.json)",
-                  dir.c_str());
+    return errorf(
+        "load_tokenizer: %s is not a directory (expected a model directory with "
+        "tokenizer.json)",
+        dir.c_str());
   bool exists = false;
   auto text = read_file(tpath, &exists);
   if (!exists)
-    return errorf("load_tokenizer: %s not found (a model directory needs tokenizer.json; convert "
-                  "llama2.c tokenizers with `pensieve import-llama2c`)",
-                  tpath.c_str());
+    return errorf(
+        "load_tokenizer: %s not found (a model directory needs tokenizer.json; convert "
+        "llama2.c tokenizers with `pensieve import-llama2c`)",
+        tpath.c_str());
   if (!text.ok()) return errorf("load_tokenizer: %s", text.error().c_str());
   auto cfg_text = read_file(dir + "/tokenizer_config.json", &exists);
   if (!cfg_text.ok()) return errorf("load_tokenizer: %s", cfg_text.error().c_str());
@@ -322,7 +334,8 @@ Result<Tokenizer> Tokenizer::load(const std::string& dir) {
 // ---------------------------------------------------------------------------------------------
 // Encoding
 
-Status Tokenizer::Impl::encode_text(std::string&& text, bool first, std::vector<int32_t>& ids) const {
+Status Tokenizer::Impl::encode_text(std::string&& text, bool first,
+                                    std::vector<int32_t>& ids) const {
   if (pre.identity()) {
     model.tokenize(text, ids);
     return Status::Ok();
@@ -334,7 +347,8 @@ Status Tokenizer::Impl::encode_text(std::string&& text, bool first, std::vector<
   return Status::Ok();
 }
 
-Result<std::vector<int32_t>> Tokenizer::encode(std::string_view text, const EncodeOptions& opts) const {
+Result<std::vector<int32_t>> Tokenizer::encode(std::string_view text,
+                                               const EncodeOptions& opts) const {
   const Impl& m = *impl_;
   std::string cleaned;
   if (!tok::utf8_is_valid(text)) {
@@ -366,7 +380,8 @@ Result<std::vector<int32_t>> Tokenizer::encode(std::string_view text, const Enco
         ids.push_back(s2.id);
         continue;
       }
-      st = m.encode_text(t.substr(s2.begin, s2.end - s2.begin), seg.begin == 0 && s2.begin == 0, ids);
+      st = m.encode_text(t.substr(s2.begin, s2.end - s2.begin), seg.begin == 0 && s2.begin == 0,
+                         ids);
       if (!st.ok()) return errorf("encode: %s", st.error().c_str());
     }
   }
@@ -383,7 +398,9 @@ struct StreamDecoder::State {
 };
 
 StreamDecoder::StreamDecoder(const Tokenizer& tok, bool skip_special)
-    : tok_(&tok), skip_special_(skip_special), state_(std::make_unique<State>(&tok.impl_->decoder)) {}
+    : tok_(&tok),
+      skip_special_(skip_special),
+      state_(std::make_unique<State>(&tok.impl_->decoder)) {}
 StreamDecoder::StreamDecoder(StreamDecoder&&) noexcept = default;
 StreamDecoder& StreamDecoder::operator=(StreamDecoder&&) noexcept = default;
 StreamDecoder::~StreamDecoder() = default;
