@@ -10,6 +10,8 @@ int cmd_pull(int argc, char** argv);
 int cmd_list(int argc, char** argv);
 int cmd_rm(int argc, char** argv);
 int cmd_quantize(int argc, char** argv);
+int cmd_tokenize(int argc, char** argv);
+int cmd_detokenize(int argc, char** argv);
 }
 
 namespace {
@@ -22,6 +24,8 @@ const Command kCommands[] = {
     {"list", "list the models in the HF cache", pensieve::cli::cmd_list},
     {"rm", "delete a model from the HF cache", pensieve::cli::cmd_rm},
     {"quantize", "convert f16/bf16/f32 safetensors to the MLX 4/8-bit layout", pensieve::cli::cmd_quantize},
+    {"tokenize", "print the token ids of a text as JSON", pensieve::cli::cmd_tokenize},
+    {"detokenize", "print the text of token ids", pensieve::cli::cmd_detokenize},
 };
 
 int usage(FILE* out) {
