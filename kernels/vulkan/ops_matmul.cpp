@@ -1,5 +1,6 @@
 // matmul: picks the decode matvec, the portable tiled matmul, or the cooperative-matrix matmul,
 // fills the push constants (same field order as the shaders' Push blocks) and sizes the grid.
+#include <algorithm>
 #include <cstring>
 
 #include "kernels/vulkan/ops_util.h"
@@ -10,7 +11,7 @@ namespace {
 // shaders/matvec.comp, matmul.comp, matmul_coopmat.comp: Push.
 struct MatPush {
   uint32_t rows, cols, n, ldx, ldy;
-  uint32_t row_units;       // matvec: 16-byte vectors per row; matmul: 32-bit words per row
+  uint32_t row_units;       // 32-bit words per weight row (quantized; matvec also dense)
   uint32_t groups_per_row;  // quantized: cols / group_size
 };
 static_assert(sizeof(MatPush) <= 128);
@@ -25,10 +26,13 @@ constexpr int64_t kMatvecMaxTokens = 8;
 
 int64_t elem_bytes(DType t) { return t == DType::f32 ? 4 : 2; }
 
+// The matvec reads whole 32-bit weight words per row and x with vec4 (q4/q8) or vec2 (f16/bf16)
+// loads, so rows must start on a word and x rows on the load size.
 bool matvec_fits(int64_t ldx, int64_t n, const GpuWeight& w) {
-  if (n > kMatvecMaxTokens || ldx % 4 != 0) return false;
-  if (w.quantized()) return w.group_size % 32 == 0;
-  return (w.cols * elem_bytes(w.dtype)) % 16 == 0;
+  if (n > kMatvecMaxTokens) return false;
+  if (w.quantized()) return ldx % 4 == 0;
+  if (w.dtype == DType::f32) return true;
+  return w.cols % 2 == 0 && ldx % 2 == 0;
 }
 
 bool coopmat_usable(const Context& ctx) {
@@ -126,14 +130,15 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
   std::string which = matmul_kernel(ctx, ldx, n, w, p);
 
   if (which == "matvec") {
-    // Defaults: 2 rows x 64 invocations (measured on the H100 in bench/RESULTS.md); tokens all in
-    // one workgroup so each weight is read once. ROWS * NT <= 32 (the shader's register arrays).
+    // Defaults: 64 invocations (two NVIDIA warps, one AMD wave); rows per workgroup so that
+    // ROWS * tokens stays <= 8 accumulators (rows 4 at batch 1: 4 weight rows x 2 words = 8 loads in
+    // flight per invocation). All tokens in one workgroup, so each weight is read once.
     uint32_t nt = tune.tokens ? tune.tokens : uint32_t(n);
-    uint32_t rows = tune.rows ? tune.rows : 2;
+    uint32_t rows = tune.rows ? tune.rows : std::clamp<uint32_t>(8 / nt, 1, 4);
     uint32_t wg = tune.wg ? tune.wg : 64;
     if (nt < 1 || nt > 8 || rows < 1 || rows > 8 || rows * nt > 32 || (wg & (wg - 1)) || wg > 1024)
       return errorf("vulkan matvec: bad tuning (wg %u, rows %u, tokens %u)", wg, rows, nt);
-    pc.row_units = uint32_t(w.quantized() ? w.cols * w.bits() / 128 : w.cols * elem_bytes(w.dtype) / 16);
+    pc.row_units = uint32_t(w.quantized() ? w.words_per_row() : (w.cols * elem_bytes(w.dtype)) / 4);
     auto pipe = ctx.pipelines().get(kMatvec, {wg, rows, nt, *wt, st, group});
     if (!pipe.ok()) return std::move(pipe).take_error();
     uint32_t gx, gz;
