@@ -211,7 +211,12 @@ Status create_instance(VkApi& vk, VkInstance* out) {
   ci.ppEnabledExtensionNames = enable.data();
   ci.enabledLayerCount = uint32_t(layers.size());
   ci.ppEnabledLayerNames = layers.data();
-  PENSIEVE_VK_CHECK(vk.vkCreateInstance(&ci, nullptr, out));
+  VkResult r = vk.vkCreateInstance(&ci, nullptr, out);
+  if (r == VK_ERROR_INCOMPATIBLE_DRIVER)
+    return errorf("vulkan: the loader found no Vulkan driver (vkCreateInstance: %s); install one (Debian: "
+                  "mesa-vulkan-drivers for lavapipe, or the GPU vendor's driver) or set VK_DRIVER_FILES",
+                  vk_result_name(r));
+  if (r != VK_SUCCESS) return errorf("vulkan: vkCreateInstance failed: %s", vk_result_name(r));
   Status st = vk.load_instance(*out);
   if (!st.ok()) {
     if (vk.vkDestroyInstance) vk.vkDestroyInstance(*out, nullptr);

@@ -66,6 +66,14 @@ void VkApi::unload() {
   *this = VkApi{};
 }
 
+std::string vk_call_name(const char* call_text) {
+  std::string s(call_text);
+  size_t paren = s.find('(');
+  if (paren != std::string::npos) s.resize(paren);
+  size_t vk = s.rfind("vk");
+  return vk == std::string::npos ? s : s.substr(vk);
+}
+
 const char* vk_result_name(VkResult r) {
   switch (r) {
 #define C(x) case x: return #x;

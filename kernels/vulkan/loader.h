@@ -12,6 +12,8 @@
 #define VK_NO_PROTOTYPES
 #include <vulkan/vulkan_core.h>
 
+#include <string>
+
 #include "tensor/result.h"
 
 namespace pensieve::vulkan {
@@ -114,6 +116,8 @@ struct VkApi {
 
 // "VK_ERROR_OUT_OF_DEVICE_MEMORY" etc.
 const char* vk_result_name(VkResult r);
+// "vkCreateBuffer" from the text of a call such as "vk.vkCreateBuffer(dev, &ci, nullptr, &b)".
+std::string vk_call_name(const char* call_text);
 
 }  // namespace pensieve::vulkan
 
@@ -122,5 +126,6 @@ const char* vk_result_name(VkResult r);
   do {                                                                                                  \
     VkResult _pensieve_vr = (call);                                                                     \
     if (_pensieve_vr != VK_SUCCESS)                                                                     \
-      return ::pensieve::errorf("%s: %s", #call, ::pensieve::vulkan::vk_result_name(_pensieve_vr));      \
+      return ::pensieve::errorf("vulkan: %s failed: %s", ::pensieve::vulkan::vk_call_name(#call).c_str(), \
+                                ::pensieve::vulkan::vk_result_name(_pensieve_vr));                      \
   } while (0)
