@@ -16,11 +16,12 @@ Result<std::unique_ptr<KvCache>> KvCache::create(const ModelConfig& c, const KvC
   kv->dtype_ = o.dtype;
   int64_t block_elems = int64_t(c.n_layers) * c.n_kv_heads * o.block_size * c.head_dim;
   int64_t block_bytes = 2 * block_elems * int64_t(dtype_size(o.dtype));
+  kv->block_bytes_ = block_bytes;
   kv->n_blocks_ = o.n_blocks > 0 ? o.n_blocks : o.max_bytes / block_bytes;
   if (kv->n_blocks_ <= 0)
     return errorf("kv_cache: %lld bytes hold no block of %lld bytes", (long long)o.max_bytes, (long long)block_bytes);
   if (kv->n_blocks_ > (int64_t(1) << 30)) return errorf("kv_cache: %lld blocks is too many", (long long)kv->n_blocks_);
-  try {
+  if (o.host_storage) try {
     kv->k_ = Buffer(size_t(kv->n_blocks_ * block_elems) * dtype_size(o.dtype));
     kv->v_ = Buffer(size_t(kv->n_blocks_ * block_elems) * dtype_size(o.dtype));
   } catch (const std::bad_alloc&) {
@@ -39,11 +40,11 @@ Result<std::unique_ptr<KvCache>> KvCache::create(const ModelConfig& c, const KvC
 KvLayer KvCache::layer(int l) const {
   KvLayer v;
   size_t es = dtype_size(dtype_);
-  int64_t layer_off = int64_t(l) * n_kv_heads_ * block_size_ * head_dim_;
+  int64_t layer_off = int64_t(l) * layer_stride();
   v.k = k_.as<uint8_t>() + size_t(layer_off) * es;
   v.v = v_.as<uint8_t>() + size_t(layer_off) * es;
   v.dtype = dtype_;
-  v.block_stride = int64_t(n_layers_) * n_kv_heads_ * block_size_ * head_dim_;
+  v.block_stride = int64_t(n_kv_heads_) * block_size_ * head_dim_;
   v.head_stride = int64_t(block_size_) * head_dim_;
   v.block_size = block_size_;
   v.n_kv_heads = n_kv_heads_;
@@ -52,7 +53,7 @@ KvLayer KvCache::layer(int l) const {
 }
 
 void* KvCache::at(Buffer& buf, int32_t b, int l, int h, int slot) {
-  int64_t off = ((int64_t(b) * n_layers_ + l) * n_kv_heads_ + h) * block_size_ * head_dim_ + int64_t(slot) * head_dim_;
+  int64_t off = ((int64_t(l) * n_blocks_ + b) * n_kv_heads_ + h) * block_size_ * head_dim_ + int64_t(slot) * head_dim_;
   return buf.as<uint8_t>() + size_t(off) * dtype_size(dtype_);
 }
 

@@ -2,8 +2,10 @@
 // different lengths share memory and none is limited to a slice of the context.
 //
 // Layout (written once, here): K and V are separate arrays of
-//   [n_blocks, n_layers, n_kv_heads, block_size, head_dim]   in f16 (default) or f32,
+//   [n_layers, n_blocks, n_kv_heads, block_size, head_dim]   in f16 (default) or f32,
 // and a sequence's position p lives in block block_table[p / block_size], slot p % block_size.
+// Layer-major, so each layer's keys (or values) are one contiguous range: a GPU backend binds a
+// layer as one buffer (NVIDIA caps a binding at 4 GiB, less than a whole Phi-3 pool).
 //
 // Prefix reuse: a full block whose keys/values are final can be published under a hash chained
 // over all tokens before it (plus the RoPE variant). A later sequence starting with the same
@@ -28,6 +30,7 @@ struct KvCacheOptions {
   int64_t n_blocks = 0;  // 0: derive from max_bytes
   int64_t max_bytes = 0;
   DType dtype = DType::f16;
+  bool host_storage = true;  // false: block bookkeeping only (a GPU backend holds the data)
 };
 
 class KvCache {
@@ -37,8 +40,9 @@ class KvCache {
   int block_size() const { return block_size_; }
   int64_t n_blocks() const { return n_blocks_; }
   DType dtype() const { return dtype_; }
-  int64_t bytes() const { return int64_t(k_.size() + v_.size()); }
-  int64_t bytes_per_block() const { return bytes() / n_blocks_; }
+  int64_t bytes_per_block() const { return block_bytes_; }   // K and V, all layers
+  int64_t bytes() const { return block_bytes_ * n_blocks_; }  // the pool, wherever it lives
+  int64_t layer_stride() const { return n_blocks_ * int64_t(n_kv_heads_) * block_size_ * head_dim_; }  // elements
   int64_t free_blocks() const { return int64_t(free_.size() + lru_.size()); }  // allocatable now
   int64_t used_blocks() const { return n_blocks_ - int64_t(free_.size()); }    // held or cached
 
@@ -68,6 +72,7 @@ class KvCache {
 
   int block_size_ = 0, n_layers_ = 0, n_kv_heads_ = 0, head_dim_ = 0;
   int64_t n_blocks_ = 0;
+  int64_t block_bytes_ = 0;
   DType dtype_ = DType::f16;
   Buffer k_, v_;
   std::vector<int32_t> refs_;
