@@ -28,6 +28,18 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& dir, const ModelOp
   m->weights_ = std::move(*weights);
 
   KvCacheOptions kv = o.kv;
+  kv.dtype = o.kv_type == ModelOptions::KvType::f32 ? DType::f32 : DType::f16;
+  if (o.kv_type == ModelOptions::KvType::automatic) {
+    // A model kept entirely in f32 is a reference run (or a tiny model): its cache is f32 too.
+    const Weights& w = *m->weights_;
+    bool all_f32 = w.embed.dtype == DType::f32 && w.lm_head.dtype == DType::f32;
+    for (const auto& L : w.layers) {
+      for (const auto& p : L.qkv.parts) all_f32 = all_f32 && p.dtype == DType::f32;
+      for (const auto& p : L.gate_up.parts) all_f32 = all_f32 && p.dtype == DType::f32;
+      all_f32 = all_f32 && L.o.dtype == DType::f32 && L.down.dtype == DType::f32;
+    }
+    if (all_f32) kv.dtype = DType::f32;
+  }
   if (kv.n_blocks == 0 && kv.max_bytes == 0) {
     int64_t tokens = o.ctx_tokens > 0 ? o.ctx_tokens : std::min<int64_t>(m->config_.max_positions, 8192);
     kv.n_blocks = (tokens + kv.block_size - 1) / kv.block_size;

@@ -115,7 +115,7 @@ class WeightLoader {
     d.rows = rows;
     d.cols = cols;
     d.data = fw->data(*w);
-    if (!o_.quantize || cols % o_.quant_group != 0) {
+    if (!quantize_dense_ || cols % o_.quant_group != 0) {
       *out = d;
       return Status::Ok();
     }
@@ -142,7 +142,22 @@ class WeightLoader {
     return Status::Ok();
   }
 
+  // Decides LoadOptions::Quantize::automatic from the dense weight bytes in the files.
+  void decide_quantize() {
+    if (o_.quantize != LoadOptions::Quantize::automatic) {
+      quantize_dense_ = o_.quantize == LoadOptions::Quantize::yes;
+      return;
+    }
+    uint64_t dense = 0;
+    for (const auto& f : w_.files_)
+      for (const auto& e : f.entries())
+        if (e.shape.size() == 2 && (e.dtype_name == "F32" || e.dtype_name == "F16" || e.dtype_name == "BF16"))
+          dense += e.nbytes;
+    quantize_dense_ = dense > uint64_t(kAutoQuantizeBytes);
+  }
+
   Status load() {
+    decide_quantize();
     const std::string p = "model.";
     PENSIEVE_TRY(matrix(p + "embed_tokens", c_.vocab, c_.hidden, &w_.embed));
     w_.layers.resize(size_t(c_.n_layers));
@@ -185,6 +200,7 @@ class WeightLoader {
   const LoadOptions& o_;
   ThreadPool& pool_;
   std::map<std::string, size_t> where_;
+  bool quantize_dense_ = false;
 };
 
 Result<std::unique_ptr<Weights>> Weights::load(const std::string& dir, const ModelConfig& config,

@@ -34,10 +34,14 @@ struct LayerWeights {
 };
 
 struct LoadOptions {
-  bool quantize = true;   // dense files: quantize to 4-bit at load (false: keep dense)
+  // Dense (f16/bf16/f32) files: quantize to 4-bit at load, or keep the matrices as they are.
+  // automatic: quantize when the dense matrices exceed kAutoQuantizeBytes — a small model gains
+  // no speed from it and keeps its exact numerics (the demo model must match llama2.c bit for bit).
+  enum class Quantize { automatic, yes, no } quantize = Quantize::automatic;
   int quant_bits = 4;
   int quant_group = 64;
 };
+inline constexpr int64_t kAutoQuantizeBytes = int64_t(256) << 20;
 
 class Weights {
  public:

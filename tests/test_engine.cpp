@@ -18,7 +18,7 @@ std::unique_ptr<Model> load(Precision p, int64_t kv_blocks, DType kv = DType::f1
   ModelOptions o;
   o.precision = p;
   o.kv.n_blocks = kv_blocks;
-  o.kv.dtype = kv;
+  o.kv_type = kv == DType::f32 ? ModelOptions::KvType::f32 : ModelOptions::KvType::f16;
   o.threads = 2;
   auto m = Model::load(kModel, o);
   EXPECT_TRUE(m.ok()) << (m.ok() ? "" : m.error());

@@ -152,9 +152,9 @@ void check_model(const std::string& model, bool quantize) {
   for (const Variant& v : variants()) {
     SCOPED_TRACE(model + " " + v.name());
     ModelOptions o;
-    o.load.quantize = quantize;
+    o.load.quantize = quantize ? LoadOptions::Quantize::yes : LoadOptions::Quantize::no;
     o.precision = v.precision;
-    o.kv.dtype = v.kv;
+    o.kv_type = v.kv == DType::f32 ? ModelOptions::KvType::f32 : ModelOptions::KvType::f16;
     o.ctx_tokens = 4608;
     o.kernels = v.kernels;
     o.threads = 2;
