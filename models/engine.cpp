@@ -183,6 +183,7 @@ void Engine::admit() {
       ++stats_.requests_total;
       stats_.prompt_tokens_total += int64_t(s->req.prompt.size());
       stats_.cached_tokens_total += reused;
+      if (s->req.on_start) s->req.on_start(reused);
     }
     running_.push_back(std::move(s));
   }

@@ -49,6 +49,9 @@ struct Request {
   bool reuse_prefix = true;
   // Engine thread: each generated token; return false to stop (stop string matched, client gone).
   std::function<bool(int32_t token)> on_token;
+  // Engine thread: once, when the sequence first gets a slot (prefill starts); `cached` prompt
+  // tokens were reused from the prefix cache. Not called for requests cancelled while waiting.
+  std::function<void(int64_t cached)> on_start;
   // Engine thread: once, at the end (also after cancel or error).
   std::function<void(const Finish&)> on_finish;
 };
