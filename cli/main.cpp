@@ -12,6 +12,7 @@ int cmd_rm(int argc, char** argv);
 int cmd_quantize(int argc, char** argv);
 int cmd_tokenize(int argc, char** argv);
 int cmd_detokenize(int argc, char** argv);
+int cmd_serve(int argc, char** argv);
 }
 
 namespace {
@@ -19,6 +20,7 @@ namespace {
 using pensieve::cli::Command;
 
 const Command kCommands[] = {
+    {"serve", "serve a model over HTTP: Anthropic Messages and OpenAI Chat Completions APIs", pensieve::cli::cmd_serve},
     {"version", "print the version and the CPU kernels in use", pensieve::cli::cmd_version},
     {"pull", "download a model from the Hugging Face hub into the HF cache", pensieve::cli::cmd_pull},
     {"list", "list the models in the HF cache", pensieve::cli::cmd_list},
