@@ -194,7 +194,8 @@ void Server::routes() {
   // API's JSON shape.
   http_->set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req,
                                                                          httplib::Response& res) {
-    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    // 499: the client left (nothing to tell it).
+    if (!res.body.empty() || res.status == 499) return httplib::Server::HandlerResponse::Unhandled;
     ApiError e;
     switch (res.status) {
       case 404: e = {ErrorKind::not_found, req.method + " " + req.path + " is not an endpoint of this server"}; break;
