@@ -95,7 +95,7 @@ Result<json> parse_json_body(std::string_view body) {
     try {
       json unused = json::parse(body);
       (void)unused;
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, or out_of_range (number overflow)
       std::string what = e.what();
       // "[json.exception.parse_error.101] parse error at line 1, column 2: ..." -> after "] "
       auto p = what.find("] ");

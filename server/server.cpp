@@ -120,7 +120,13 @@ Result<int> Server::bind() {
 }
 
 void Server::serve() {
-  if (!stopped_) http_->listen_after_bind();
+  {
+    std::lock_guard<std::mutex> lock(serve_mu_);
+    if (stopped_) return;
+    serving_ = true;
+  }
+  http_->listen_after_bind();
+  listen_returned_ = true;
 }
 
 void Server::attach(std::unique_ptr<Model> model, Tokenizer tokenizer, ChatTemplate chat_template) {
@@ -147,6 +153,15 @@ void Server::stop() {
     if (engine_thread_.joinable()) engine_thread_.join();
     std::this_thread::sleep_for(std::chrono::milliseconds(2 * o_.poll_ms + 50));
   }
+  // httplib's stop() does nothing until listen has started: if serve() is on its way there,
+  // wait for it (else it would listen forever).
+  bool serving;
+  {
+    std::lock_guard<std::mutex> lock(serve_mu_);
+    serving = serving_;
+  }
+  while (serving && !http_->is_running() && !listen_returned_)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   http_->stop();
 }
 
@@ -169,8 +184,8 @@ void Server::write_error(Api api, httplib::Response& res, const ApiError& e) {
 }
 
 void Server::client_gone(uint64_t seq_id) {
-  if (engine_) engine_->cancel(seq_id);
-  metrics_.client_gone();
+  metrics_.client_gone();  // first: once the engine has cancelled, the count is already visible
+  engine_->cancel(seq_id);
 }
 
 void Server::routes() {
@@ -210,6 +225,18 @@ void Server::routes() {
     res.status = status;
     return httplib::Server::HandlerResponse::Handled;
   }));
+
+  // A handler that throws (it should not: parsing is exception-free) answers 500, not a crash.
+  http_->set_exception_handler([this](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
+    std::string what = "unknown exception";
+    try {
+      std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    write_error(api_for(req), res, {ErrorKind::internal, "internal error: " + what});
+  });
 
   http_->set_logger([this](const httplib::Request& req, const httplib::Response& res) {
     metrics_.http_request(req.path, res.status);

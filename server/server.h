@@ -17,6 +17,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <shared_mutex>
 #include <string>
@@ -101,6 +102,9 @@ class Server {
   std::shared_mutex submit_mu_;
   bool stopping_ = false;  // guarded by submit_mu_
   std::atomic<bool> stopped_{false};
+  std::mutex serve_mu_;
+  bool serving_ = false;  // guarded by serve_mu_: serve() is about to listen (or listens)
+  std::atomic<bool> listen_returned_{false};
 };
 
 }  // namespace pensieve::server

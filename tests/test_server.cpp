@@ -260,8 +260,9 @@ TEST_F(ServerTest, OpenAiStreamExactBytes) {
     std::string s = r->body;
     std::smatch m;
     ASSERT_TRUE(std::regex_search(s, m, std::regex(R"re("id":"(chatcmpl-[0-9A-Za-z]{24})","object":"chat.completion.chunk","created":([0-9]+),)re")));
-    s = std::regex_replace(s, std::regex(m[1].str()), "ID");
-    s = std::regex_replace(s, std::regex(R"("created":)" + m[2].str()), R"("created":0)");
+    const std::string id = m[1].str(), created = m[2].str();  // m points into s
+    s = std::regex_replace(s, std::regex(id), "ID");
+    s = std::regex_replace(s, std::regex(R"("created":)" + created), R"("created":0)");
     const std::string head = R"(data: {"id":"ID","object":"chat.completion.chunk","created":0,"model":"phi3-tiny","system_fingerprint":null,"choices":[{"index":0,"delta":)";
     const std::string u = usage ? R"(,"usage":null)" : "";
     std::string expect_start = head + R"({"role":"assistant","content":""},"logprobs":null,"finish_reason":null}])" + u + "}\n\n";
@@ -339,6 +340,8 @@ TEST_F(ServerTest, AnthropicBadInputs) {
   const std::string msgs = R"("messages":[{"role":"user","content":"Hi"}])";
   expect_anthropic_error(*s_, "{\"model\": ", 400, bad, "not valid JSON");
   expect_anthropic_error(*s_, "[1,2]", 400, bad, "must be a JSON object");
+  expect_anthropic_error(*s_, R"({"model":"m","max_tokens":1e999,"messages":[]})", 400, bad, "not valid JSON");
+  expect_anthropic_error(*s_, "{\"model\":\"\xff\xfe\"}", 400, bad, "not valid JSON");
   expect_anthropic_error(*s_, std::string(1000, '[') + std::string(1000, ']'), 400, bad, "deeper than");
   expect_anthropic_error(*s_, R"({"max_tokens":5,)" + msgs + "}", 400, bad, "model: field required");
   expect_anthropic_error(*s_, R"({"model":7,"max_tokens":5,)" + msgs + "}", 400, bad, "model: expected a string, got number");
