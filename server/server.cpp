@@ -1,6 +1,7 @@
 #include "server/server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <chrono>
@@ -104,6 +105,13 @@ Result<int> Server::bind() {
   http_->new_task_queue = [threads] { return new httplib::ThreadPool(size_t(threads)); };
   http_->set_payload_max_length(o_.max_body_bytes);
   http_->set_tcp_nodelay(true);  // SSE events are small writes: no Nagle delay
+  // httplib's default sets SO_REUSEPORT, which lets a second server bind the same port and
+  // silently take half the connections. SO_REUSEADDR only: a restart can rebind at once, a
+  // second server gets "address in use".
+  http_->set_socket_options([](int sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   http_->set_keep_alive_max_count(100);
   http_->set_read_timeout(30);
   if (o_.port == 0) {

@@ -491,7 +491,9 @@ TEST(ServerDisconnect, MidStreamCancelsTheSequence) {
   std::string got = read_until(fd, "content_block_delta");
   ASSERT_NE(got.find("content_block_delta"), std::string::npos) << got;
   close(fd);
-  EXPECT_TRUE(wait_for(*s.srv, [](const EngineStats& st) { return st.running == 0 && st.waiting == 0; }));
+  // Engine stats are published at the end of a step, and the first token reaches the client
+  // during its step: requests_total tells that the stats are past the admission.
+  EXPECT_TRUE(wait_for(*s.srv, [](const EngineStats& st) { return st.requests_total == 1 && st.running == 0 && st.waiting == 0; }));
   EngineStats st = s.srv->engine_stats();
   EXPECT_LT(st.output_tokens_total, 2000) << "generation stopped long before max_tokens";
   EXPECT_EQ(st.kv_blocks_used, st.kv_blocks_cached) << "no blocks held by a sequence";
@@ -581,9 +583,21 @@ TEST(ServerLimits, ApiKeyBodySizeAndOverload) {
   EXPECT_EQ(st, 429);
   EXPECT_EQ(r["error"]["type"], "rate_limit_error");
   close(fd);
-  EXPECT_TRUE(wait_for(*s.srv, [](const EngineStats& st) { return st.running == 0; }));
+  // Admitted so far: two answered requests and the long stream.
+  EXPECT_TRUE(wait_for(*s.srv, [](const EngineStats& st) { return st.requests_total == 3 && st.running == 0; }));
   r = post_json(s, "/v1/messages", body, &st, {{"x-api-key", "sekrit"}});
   EXPECT_EQ(st, 200) << "served again once the slot is free";
+}
+
+// No SO_REUSEPORT: a second server on a port in use fails instead of sharing the connections.
+TEST(ServerBind, PortInUseIsAnError) {
+  TestServer s;
+  ServerOptions o;
+  o.port = s.port;
+  Server second(o);
+  auto p = second.bind();
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.error().find("cannot bind 127.0.0.1:" + std::to_string(s.port)), std::string::npos) << p.error();
 }
 
 // A stream cut by shutdown ends with an error event, not mid-air.
