@@ -61,8 +61,12 @@ Result<uint64_t> Engine::submit(Request r) {
   auto s = std::make_unique<Seq>(std::move(r));
   s->submitted = Clock::now();
   std::lock_guard<std::mutex> lock(mu_);
-  if (int64_t(incoming_.size()) + published_.waiting >= o_.max_queue + o_.max_seqs - published_.running)
-    return errorf("overloaded: %lld requests are waiting", (long long)(int64_t(incoming_.size()) + published_.waiting));
+  // live_ drops before on_finish runs, so a client that got its answer can submit again at once
+  // (the published stats would still count its sequence until the step ends).
+  if (live_ >= o_.max_queue + o_.max_seqs)
+    return errorf("overloaded: %lld requests are running or waiting (%d slots + a queue of %lld)", (long long)live_.load(),
+                  o_.max_seqs, (long long)o_.max_queue);
+  ++live_;
   s->id = next_id_++;
   uint64_t id = s->id;
   incoming_.push_back(std::move(s));
@@ -100,7 +104,7 @@ void Engine::run() {
     Finish f;
     f.reason = FinishReason::cancelled;
     f.error = "server shutting down";
-    if (s->req.on_finish) s->req.on_finish(f);
+    notify_finish(s->req, f);
   }
   waiting_.clear();
 }
@@ -110,6 +114,11 @@ EngineStats Engine::stats() const {
   EngineStats s = published_;
   s.waiting += int64_t(incoming_.size());
   return s;
+}
+
+void Engine::notify_finish(const Request& r, const Finish& f) {
+  --live_;
+  if (r.on_finish) r.on_finish(f);
 }
 
 void Engine::finish(Seq* s, FinishReason r, const std::string& error) {
@@ -130,7 +139,7 @@ void Engine::finish(Seq* s, FinishReason r, const std::string& error) {
   f.decode_seconds = got_first ? seconds_since(s->first_token) : 0;
   stats_.output_tokens_total += f.output_tokens;
   s->kv.release(model_.cache());
-  if (s->req.on_finish) s->req.on_finish(f);
+  notify_finish(s->req, f);
   auto it = std::find_if(running_.begin(), running_.end(), [&](auto& p) { return p.get() == s; });
   if (it != running_.end()) running_.erase(it);
 }
@@ -163,7 +172,7 @@ void Engine::admit() {
       Finish f;
       f.reason = FinishReason::cancelled;
       f.prompt_tokens = int64_t(s->req.prompt.size());
-      if (s->req.on_finish) s->req.on_finish(f);
+      notify_finish(s->req, f);
       it = waiting_.erase(it);
     } else {
       ++it;
@@ -183,6 +192,7 @@ void Engine::admit() {
       ++stats_.requests_total;
       stats_.prompt_tokens_total += int64_t(s->req.prompt.size());
       stats_.cached_tokens_total += reused;
+      if (s->req.on_start) s->req.on_start(reused);
     }
     running_.push_back(std::move(s));
   }

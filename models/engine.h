@@ -49,6 +49,9 @@ struct Request {
   bool reuse_prefix = true;
   // Engine thread: each generated token; return false to stop (stop string matched, client gone).
   std::function<bool(int32_t token)> on_token;
+  // Engine thread: once, when the sequence first gets a slot (prefill starts); `cached` prompt
+  // tokens were reused from the prefix cache. Not called for requests cancelled while waiting.
+  std::function<void(int64_t cached)> on_start;
   // Engine thread: once, at the end (also after cancel or error).
   std::function<void(const Finish&)> on_finish;
 };
@@ -93,6 +96,7 @@ class Engine {
   bool schedule(std::vector<Seq*>* batch_seqs, std::vector<SeqChunk>* chunks);
   void preempt(Seq* s);
   void finish(Seq* s, FinishReason r, const std::string& error = "");
+  void notify_finish(const Request& r, const Finish& f);  // --live_, then on_finish
 
   Model& model_;
   EngineOptions o_;
@@ -104,6 +108,7 @@ class Engine {
   std::vector<uint64_t> cancels_;              // guarded by mu_
   bool stop_ = false;                          // guarded by mu_
   uint64_t next_id_ = 1;                       // guarded by mu_
+  std::atomic<int64_t> live_{0};               // submitted, on_finish not yet called
 
   // Engine thread only.
   std::deque<std::unique_ptr<Seq>> waiting_;   // admitted order (preempted ones go to the front)
