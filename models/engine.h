@@ -108,7 +108,9 @@ class Engine {
   // Engine thread only.
   std::deque<std::unique_ptr<Seq>> waiting_;   // admitted order (preempted ones go to the front)
   std::vector<std::unique_ptr<Seq>> running_;  // oldest first
-  std::vector<float> logits_;
+  std::vector<float> logits_;                  // full rows (sampling that needs them)
+  std::vector<float> top_values_;              // top-k rows [rows, kMaxTopK]
+  std::vector<int32_t> top_ids_;
   EngineStats stats_;                          // published under mu_ by step()
   EngineStats published_;
 };
