@@ -40,7 +40,6 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& dir, const ModelOp
   if (o.device != "cpu") {
     vulkan::ContextOptions co;
     co.device = o.device;
-    co.profile = o.profile;
     auto ctx = vulkan::Context::create(co);
     if (!ctx) {
       if (want_vulkan) return errorf("device %s: %s", o.device.c_str(), ctx.error().c_str());

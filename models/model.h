@@ -23,7 +23,6 @@ struct ModelOptions {
   // "cpu"; "auto": a Vulkan GPU (discrete, else integrated) when there is one, else the CPU with
   // one line on stderr saying why; "vulkan" / "vulkan:N": that device or an error.
   std::string device = "cpu";
-  bool profile = false;         // Vulkan: per-dispatch GPU timestamps (pensieve bench --profile)
   int64_t ctx_tokens = 0;       // KV pool size in tokens when kv sizes are 0 (default: max_positions, capped)
   int threads = 0;              // 0: ThreadPool::default_threads()
   std::string kernels;          // CPU kernel table by name ("" = best for this CPU)

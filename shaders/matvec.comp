@@ -191,10 +191,13 @@ void main() {
   }
 
   wg_reduce(acc, XMODE == 1u ? RED_MAX : NACC, false);
-  if (tid < NACC) {
-    const uint r = tid / NT, tt = tid % NT;
+  // Every invocation holds every total: invocation i % WG writes total i (constant indices into
+  // acc once unrolled, so it stays in registers).
+  [[unroll]] for (uint i = 0u; i < NACC; ++i) {
+    if (i % WG != tid) continue;
+    const uint r = i / NT, tt = i % NT;
     if (row0 + r < pc.rows && t0 + tt < pc.n) {
-      float v = acc[tid];
+      float v = acc[i];
       if (XMODE == 1u) v *= 1.0 / sqrt(acc[NACC + tt] / float(pc.cols) + pc.eps);
       const uint yi = (t0 + tt) * pc.ldy + row0 + r;
       Y[yi] = ACC == 1u ? Y[yi] + v : v;

@@ -1,6 +1,9 @@
 // matmul: picks the decode matvec, the portable tiled matmul, or the cooperative-matrix matmul,
 // fills the push constants (same field order as the shaders' Push blocks) and sizes the grid.
 #include <algorithm>
+#include <bit>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "kernels/vulkan/ops_util.h"
@@ -106,13 +109,27 @@ const char* matmul_kernel(const Context& ctx, int64_t ldx, int64_t n, const GpuW
   return "matmul";
 }
 
+// PENSIEVE_VK_MATVEC="wg,rows,tokens,unit_words" (0 = default) overrides the matvec's defaults:
+// for tuning runs on a new GPU without a rebuild.
+MatvecTuning env_tuning() {
+  static const MatvecTuning t = [] {
+    MatvecTuning r;
+    if (const char* e = std::getenv("PENSIEVE_VK_MATVEC"))
+      std::sscanf(e, "%u,%u,%u,%u", &r.wg, &r.rows, &r.tokens, &r.unit_words);
+    return r;
+  }();
+  return t;
+}
+
+// 16-byte units for long rows (fewer load instructions); single words for short rows (tiny
+// models), so a workgroup's invocations all have work.
 uint32_t matvec_unit_words(const GpuWeight& w) {
   uint64_t words = w.quantized() ? uint64_t(w.words_per_row()) : uint64_t(w.cols * elem_bytes(w.dtype)) / 4;
-  return words % 4 == 0 ? 4 : 1;
+  return words % 4 == 0 && words >= 256 ? 4 : 1;
 }
 
 Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSlice& x, int64_t ldx, int64_t n,
-              const GpuWeight& w, Precision p, const MatvecTuning& tune, const MatmulFusion& f) {
+              const GpuWeight& w, Precision p, const MatvecTuning& given, const MatmulFusion& f) {
   Context& ctx = cl.context();
   if (n <= 0 || w.rows <= 0) return Status::Ok();
   auto wt = detail::weight_type(w.dtype);
@@ -155,15 +172,24 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
   std::string which = matmul_kernel(ctx, ldx, n, w, p);
 
   if (which == "matvec") {
+    const MatvecTuning env = env_tuning();
+    MatvecTuning tune = given;
+    if (!tune.wg) tune.wg = env.wg;
+    if (!tune.rows) tune.rows = env.rows;
+    if (!tune.tokens) tune.tokens = env.tokens;
+    if (!tune.unit_words) tune.unit_words = env.unit_words;
     // Defaults: 64 invocations (two NVIDIA warps, one AMD wave), 4 rows per workgroup (4 rows x 2
     // units = 8 loads, 128 bytes in flight per invocation), up to 8 tokens per workgroup (32
     // accumulators). The workgroup size and the unit are fixed per weight, so a token's result does
     // not depend on the batch (the other choices only change which workgroup computes it).
-    uint32_t nt = tune.tokens ? tune.tokens : n >= 8 ? 8 : n >= 4 ? 4 : uint32_t(n);
-    uint32_t rows = tune.rows ? tune.rows : std::clamp<uint32_t>(32 / nt, 1, 4);
-    uint32_t wg = tune.wg ? tune.wg : 64;
+    // Token blocks of 1, 2, 4 or 8 (few pipeline variants). Short rows (tiny models) take smaller
+    // workgroups with more rows each, so invocations are not left idle.
+    uint32_t nt = tune.tokens ? tune.tokens : n >= 5 ? 8 : n >= 3 ? 4 : uint32_t(n);
     uint32_t uw = tune.unit_words ? tune.unit_words : matvec_unit_words(w);
-    if (nt < 1 || nt > 32 || rows < 1 || rows > 8 || rows * nt > 64 || (wg & (wg - 1)) || wg < 32 || wg > 1024 ||
+    const uint64_t units = (w.quantized() ? uint64_t(w.words_per_row()) : uint64_t(w.cols * elem_bytes(w.dtype)) / 4) / uw;
+    uint32_t wg = tune.wg ? tune.wg : units >= 128 ? 64 : std::max<uint32_t>(8, uint32_t(std::bit_ceil(units / 2)));
+    uint32_t rows = tune.rows ? tune.rows : wg < 64 ? std::min<uint32_t>(8, 32 / nt) : std::clamp<uint32_t>(32 / nt, 1, 4);
+    if (nt < 1 || nt > 32 || rows < 1 || rows > 16 || rows * nt > 64 || (wg & (wg - 1)) || wg < 8 || wg > 1024 ||
         (uw != 1 && uw != 4))
       return errorf("vulkan matvec: bad tuning (wg %u, rows %u, tokens %u, unit %u)", wg, rows, nt, uw);
     uint64_t row_words = w.quantized() ? uint64_t(w.words_per_row()) : uint64_t(w.cols * elem_bytes(w.dtype)) / 4;
