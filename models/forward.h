@@ -51,6 +51,9 @@ class Forward {
   // gets only the other rows [logits_rows - topk_rows, vocab], in batch order. The default runs
   // full logits and selects on the CPU; a GPU backend selects on the device.
   virtual Status run_topk(const std::vector<SeqChunk>& batch, float* logits, const TopK& top);
+  // True when a token's results never depend on the batch it runs in (chunking, other sequences,
+  // recomputation after preemption give the same tokens).
+  virtual bool batch_invariant() const { return true; }
   // One line for logs and benchmarks: backend, device, memory.
   virtual std::string describe() const { return name(); }
 

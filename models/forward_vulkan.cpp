@@ -279,6 +279,11 @@ std::string VulkanForward::describe() const {
   return buf;
 }
 
+bool VulkanForward::batch_invariant() const {
+  vulkan::GpuWeight probe = layers_.empty() ? lm_head_ : layers_[0].qkv[0];
+  return std::string(vulkan::ops::matmul_kernel(*ctx_, probe.cols, kMaxStepTokens, probe, precision_)) != "matmul_coopmat";
+}
+
 void VulkanForward::set_profiling(bool on) {
   if (on == profiling_) return;
   profiling_ = on;

@@ -60,6 +60,8 @@ class VulkanForward : public Forward {
   const char* name() const override { return "vulkan"; }
   int64_t vocab() const override { return c_.vocab; }
   std::string describe() const override;
+  // Not with Precision::fast on a device with cooperative matrices (steps of >= 64 tokens use them).
+  bool batch_invariant() const override;
   Status run(const std::vector<SeqChunk>& batch, float* logits) override;
   Status run_topk(const std::vector<SeqChunk>& batch, float* logits, const TopK& top) override;
 

@@ -112,12 +112,85 @@ float xin1(uint base, uint c, inout float ss) {
   return x;
 }
 
+// ---- q4 with 16-byte units, ROWS <= 4, NT <= 8: the decode/batched fast path -------------------
+// The same arithmetic as the generic loop in main() (same order per token), written with one
+// scalar accumulator per (row, token) instead of arrays: arrays indexed in loops over
+// specialization constants are not always unrolled by drivers, and then live in local memory.
+#define ACC4(t, T) float acc0_##t = 0.0, acc1_##t = 0.0, acc2_##t = 0.0, acc3_##t = 0.0, ss_##t = 0.0; \
+  const uint xr_##t = (t0 + T < pc.n ? t0 + T : t0) * pc.ldx;
+#define FMA_ROW(r, t) acc##r##_##t += a##r * (dot(lo##r, xa) + dot(hi##r, xb)) + b##r * sx;
+#define TOK(t, T)                                                  \
+  if (NT > T) {                                                    \
+    const vec4 xa = xin4(xr_##t, c, ss_##t);                       \
+    const vec4 xb = xin4(xr_##t, c + 4u, ss_##t);                  \
+    const float sx = dot(xa + xb, vec4(1.0));                      \
+    FMA_ROW(0, t)                                                  \
+    if (ROWS > 1u) FMA_ROW(1, t)                                   \
+    if (ROWS > 2u) FMA_ROW(2, t)                                   \
+    if (ROWS > 3u) FMA_ROW(3, t)                                   \
+  }
+#define WORD(C, J)                                                 \
+  {                                                                \
+    const uint c = (u * 4u + J) * 8u;                              \
+    vec4 lo0, hi0, lo1, hi1, lo2, hi2, lo3, hi3;                   \
+    q4_magic(w0.C, lo0, hi0);                                      \
+    if (ROWS > 1u) q4_magic(w1.C, lo1, hi1);                       \
+    if (ROWS > 2u) q4_magic(w2.C, lo2, hi2);                       \
+    if (ROWS > 3u) q4_magic(w3.C, lo3, hi3);                       \
+    TOK(0, 0u) TOK(1, 1u) TOK(2, 2u) TOK(3, 3u)                    \
+    TOK(4, 4u) TOK(5, 5u) TOK(6, 6u) TOK(7, 7u)                    \
+  }
+#define SCALE(r, R)                                                               \
+  if (ROWS > R) {                                                                \
+    const uint gi = min(row0 + R, pc.rows - 1u) * pc.groups_per_row + g;         \
+    const float s = plane_value(S[plane_word(gi, STYPE)], gi, STYPE);           \
+    a##r = 16.0 * s;                                                             \
+    b##r = plane_value(B[plane_word(gi, STYPE)], gi, STYPE) - 16.0 * s;          \
+  }
+#define PUT(r, R, t, T) if (ROWS > R && NT > T) tot[R * NT + T] = acc##r##_##t;
+#define PUT_T(t, T) PUT(0, 0u, t, T) PUT(1, 1u, t, T) PUT(2, 2u, t, T) PUT(3, 3u, t, T) if (NT > T) tot[NACC + T] = ss_##t;
+
+void main_q4(uint tid, uint row0, uint t0) {
+  ACC4(0, 0u) ACC4(1, 1u) ACC4(2, 2u) ACC4(3, 3u) ACC4(4, 4u) ACC4(5, 5u) ACC4(6, 6u) ACC4(7, 7u)
+  const uint wr0 = min(row0, pc.rows - 1u) * (pc.row_words >> 2), wr1 = min(row0 + 1u, pc.rows - 1u) * (pc.row_words >> 2);
+  const uint wr2 = min(row0 + 2u, pc.rows - 1u) * (pc.row_words >> 2), wr3 = min(row0 + 3u, pc.rows - 1u) * (pc.row_words >> 2);
+  const uint units = pc.row_words >> 2;
+  for (uint u = tid; u < units; u += WG) {
+    uvec4 w0 = W4[wr0 + u], w1 = uvec4(0u), w2 = uvec4(0u), w3 = uvec4(0u);
+    if (ROWS > 1u) w1 = W4[wr1 + u];
+    if (ROWS > 2u) w2 = W4[wr2 + u];
+    if (ROWS > 3u) w3 = W4[wr3 + u];
+    const uint g = (u * 32u) / GROUP;
+    float a0 = 0.0, b0 = 0.0, a1 = 0.0, b1 = 0.0, a2 = 0.0, b2 = 0.0, a3 = 0.0, b3 = 0.0;
+    SCALE(0, 0u) SCALE(1, 1u) SCALE(2, 2u) SCALE(3, 3u)
+    WORD(x, 0u) WORD(y, 1u) WORD(z, 2u) WORD(w, 3u)
+  }
+  float tot[RED_MAX];
+  [[unroll]] for (uint i = 0u; i < RED_MAX; ++i) tot[i] = 0.0;
+  PUT_T(0, 0u) PUT_T(1, 1u) PUT_T(2, 2u) PUT_T(3, 3u) PUT_T(4, 4u) PUT_T(5, 5u) PUT_T(6, 6u) PUT_T(7, 7u)
+  wg_reduce(tot, XMODE == 1u ? RED_MAX : NACC, false);
+  [[unroll]] for (uint i = 0u; i < NACC; ++i) {
+    if (i % WG != tid) continue;
+    const uint r = i / NT, tt = i % NT;
+    if (row0 + r < pc.rows && t0 + tt < pc.n) {
+      float v = tot[i];
+      if (XMODE == 1u) v *= 1.0 / sqrt(tot[NACC + tt] / float(pc.cols) + pc.eps);
+      const uint yi = (t0 + tt) * pc.ldy + row0 + r;
+      Y[yi] = ACC == 1u ? Y[yi] + v : v;
+    }
+  }
+}
+
 void main() {
   const uint tid = gl_LocalInvocationID.x;
   const uint idx = gl_WorkGroupID.z * gl_NumWorkGroups.x + gl_WorkGroupID.x;
   const uint tb = idx % pc.ntb, row0 = (idx / pc.ntb) * ROWS;
   if (row0 >= pc.rows) return;  // uniform: past the last row block of a folded grid
   const uint t0 = tb * NT;
+  if (WTYPE == WT_Q4 && UW == 4u && ROWS <= 4u && NT <= 8u) {
+    main_q4(tid, row0, t0);
+    return;
+  }
   const bool quant = WTYPE == WT_Q4 || WTYPE == WT_Q8;
   const uint VPW = WTYPE == WT_Q4 ? 8u : WTYPE == WT_Q8 ? 4u : WTYPE == WT_F32 ? 1u : 2u;  // values per word
   const float K = WTYPE == WT_Q4 ? 16.0 : 256.0;
