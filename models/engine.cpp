@@ -244,6 +244,9 @@ bool Engine::schedule(std::vector<Seq*>* seqs, std::vector<SeqChunk>* chunks) {
     ch.block_table = s->kv.blocks().data();
     ch.long_rope = s->kv.long_rope();
     ch.logits = n == s->pending() ? SeqChunk::Logits::last : SeqChunk::Logits::none;
+    // Sampling that needs only the row's best few logits gets them selected by the forward pass
+    // (on the GPU: a few numbers per token cross back instead of the whole row).
+    ch.top_k = int(std::min<int64_t>(s->sampler.candidates_needed(kMaxTopK), c.vocab));
     seqs->push_back(s);
     chunks->push_back(ch);
     budget -= n;
@@ -265,10 +268,13 @@ bool Engine::step() {
   bool worked = schedule(&seqs, &chunks);
   if (worked) {
     const int64_t V = model_.config().vocab;
-    logits_.resize(size_t(logits_rows(chunks) * V));
-    Status st = model_.forward().run(chunks, logits_.data());
+    const int64_t top_rows = topk_rows(chunks);
+    logits_.resize(size_t((logits_rows(chunks) - top_rows) * V));
+    top_values_.resize(size_t(top_rows * kMaxTopK));
+    top_ids_.resize(size_t(top_rows * kMaxTopK));
+    Status st = model_.forward().run_topk(chunks, logits_.data(), TopK{top_values_.data(), top_ids_.data()});
     ++stats_.steps_total;
-    int64_t row = 0;
+    int64_t row = 0, top_row = 0;
     for (size_t i = 0; i < seqs.size(); ++i) {
       Seq* s = seqs[i];
       const SeqChunk& ch = chunks[i];
@@ -278,8 +284,13 @@ bool Engine::step() {
       }
       s->kv.computed(model_.cache(), ch.pos0 + ch.n, s->req.reuse_prefix);
       if (ch.logits == SeqChunk::Logits::none) continue;
-      float* lg = logits_.data() + row++ * V;
-      int32_t t = s->sampler.sample(lg, V, s->req.prompt, s->output);
+      int32_t t;
+      if (ch.top_k > 0) {
+        t = s->sampler.sample_top(top_values_.data() + top_row * kMaxTopK, top_ids_.data() + top_row * kMaxTopK, ch.top_k);
+        ++top_row;
+      } else {
+        t = s->sampler.sample(logits_.data() + row++ * V, V, s->req.prompt, s->output);
+      }
       s->output.push_back(t);
       if (s->first_token == Clock::time_point()) s->first_token = Clock::now();
       if (std::find(s->req.stop_ids.begin(), s->req.stop_ids.end(), t) != s->req.stop_ids.end()) {

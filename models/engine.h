@@ -8,7 +8,11 @@
 //
 // KV blocks come from the model's one pool; when it runs dry the youngest sequence is preempted
 // (its blocks released, its tokens kept) and later recomputed — the kernels are batch-invariant,
-// so recomputation reproduces the same keys and values bit for bit and the output is unchanged.
+// so recomputation reproduces the same keys and values bit for bit and the output is unchanged
+// (Forward::batch_invariant(): all but the Vulkan fast precision on GPUs with tensor cores, whose
+// prefill projections run in f16 there; results then still follow the model, not bit for bit).
+// Sampling that needs only a row's best logits (greedy; top_k <= 64 without penalties) gets
+// them from Forward::run_topk, selected on the GPU; the token is the same as from the full row.
 #pragma once
 
 #include <atomic>
@@ -113,7 +117,9 @@ class Engine {
   // Engine thread only.
   std::deque<std::unique_ptr<Seq>> waiting_;   // admitted order (preempted ones go to the front)
   std::vector<std::unique_ptr<Seq>> running_;  // oldest first
-  std::vector<float> logits_;
+  std::vector<float> logits_;                  // full rows (sampling that needs them)
+  std::vector<float> top_values_;              // top-k rows [rows, kMaxTopK]
+  std::vector<int32_t> top_ids_;
   EngineStats stats_;                          // published under mu_ by step()
   EngineStats published_;
 };
