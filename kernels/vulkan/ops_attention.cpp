@@ -14,6 +14,8 @@ struct DecodePush {
 static_assert(sizeof(DecodePush) <= 128);
 // Bindings: 0 q, 1 k, 2 v, 3 meta, 4 tables, 5 out (written), 6 partials (written).
 const KernelDesc kDecode{"attn_decode", 7, sizeof(DecodePush), (1u << 5) | (1u << 6), true, false};
+// The same op with 16-byte K/V loads (same bindings and push constants).
+const KernelDesc kDecode4{"attn_dec4", 7, sizeof(DecodePush), (1u << 5) | (1u << 6), true, false};
 
 struct CombinePush {
   uint32_t n_heads, out_stride, n_splits, qmax;
@@ -109,7 +111,12 @@ Status attention(CommandList& cl, const BufferSlice& out, const BufferSlice& q, 
     DecodePush pc{uint32_t(p.n_heads), group, uint32_t(kv.block_size), uint32_t(kv.block_stride),
                   uint32_t(kv.head_stride), uint32_t(p.q_stride), uint32_t(p.out_stride), uint32_t(p.window),
                   p.scale, d.n_splits, d.split_len, uint32_t(s.max_n_q)};
-    auto pipe = ctx.pipelines().get(kDecode, {kWg, hd, kv_f16});
+    // attn_dec4 reads K and V rows as 16-byte vectors: every row offset must be a multiple of 8
+    // (f16) or 4 (f32) elements.
+    const int64_t epv = kv_f16 ? 8 : 4;
+    const bool vec = hd % epv == 0 && kv.block_stride % epv == 0 && kv.head_stride % epv == 0 &&
+                     uint32_t(hd / epv) <= kWg;
+    auto pipe = ctx.pipelines().get(vec ? kDecode4 : kDecode, {kWg, hd, kv_f16});
     if (!pipe.ok()) return std::move(pipe).take_error();
     if (d.n_splits > ctx.info().max_workgroup_count[0]) return errorf("vulkan attention: too many splits");
     const uint32_t gz = uint32_t(s.n_seqs * s.max_n_q);

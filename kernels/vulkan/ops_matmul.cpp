@@ -32,6 +32,10 @@ static_assert(sizeof(MatvecPush) <= 128);
 
 // Bindings: 0 W, 1 scales, 2 biases, 3 x, 4 y (written; read too when accumulating), 5 norm weight.
 const KernelDesc kMatvec{"matvec", 6, sizeof(MatvecPush), 1u << 4, true, false};
+// The q4 kernel: same bindings and push constants. Two descriptions because the subgroup variant
+// is chosen here (it needs a fixed subgroup size), not by Pipelines::get.
+const KernelDesc kMvq4{"mvq4", 6, sizeof(MatvecPush), 1u << 4, false, false};
+const KernelDesc kMvq4Sg{"mvq4_sg", 6, sizeof(MatvecPush), 1u << 4, false, false};
 const KernelDesc kMatmul{"matmul", 5, sizeof(MatPush), 1u << 4, false, false};
 const KernelDesc kMatmulCoop{"matmul_coopmat", 5, sizeof(MatPush), 1u << 4, false, true};
 
@@ -53,6 +57,72 @@ bool matvec_fits(int64_t ldx, const GpuWeight& w) {
 
 bool coopmat_usable(const Context& ctx) {
   return ctx.coopmat() && ctx.info().min_subgroup_size == 32 && ctx.info().max_subgroup_size == 32;
+}
+
+// Lanes per row group of the q4 kernel, and whether its subgroup variant applies: the subgroup
+// reduction needs LPR = the subgroup size, so only devices with one fixed size use it.
+struct Mvq4Lanes {
+  uint32_t lpr;
+  bool sg;
+};
+Mvq4Lanes mvq4_lanes(const Context& ctx) {
+  const DeviceInfo& d = ctx.info();
+  const uint32_t s = d.subgroup_size;
+  if (ctx.subgroups() && d.min_subgroup_size == d.max_subgroup_size && s >= 4 && s <= 128 && (s & (s - 1)) == 0)
+    return {s, true};
+  return {16, false};
+}
+
+// The q4 matvec (shaders/mvq4.comp): see that file for the mapping. Defaults: four row groups per
+// workgroup (WG = 4 LPR: 128 invocations on NVIDIA); R = 4 rows per invocation for 1-2 tokens, 2
+// for more (accumulators stay in registers); token blocks of 1, 2, 4 or 8. WG and LPR depend only
+// on the device (and the override), never on n: a token's result does not depend on the batch.
+Status matvec_q4(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSlice& x, int64_t ldx, int64_t n,
+                 const GpuWeight& w, ScaleType st, const MatvecTuning& tune, const MatmulFusion& f) {
+  Context& ctx = cl.context();
+  const Mvq4Lanes ln = mvq4_lanes(ctx);
+  const uint32_t lpr = ln.lpr;
+  const uint32_t nt = tune.tokens ? tune.tokens : n >= 5 ? 8 : n >= 3 ? 4 : uint32_t(n);
+  const uint32_t wg = tune.wg ? tune.wg : ln.sg ? std::min<uint32_t>(4 * lpr, 256) : 64;
+  const uint32_t r = tune.rows ? tune.rows : nt <= 2 ? 4 : 2;
+  if (nt < 1 || nt > 8 || (r != 1 && r != 2 && r != 4) || r * nt > 32 || wg < lpr || wg % lpr ||
+      (wg & (wg - 1)) || wg > ctx.info().max_workgroup_invocations)
+    return errorf("vulkan matvec (q4): bad tuning (wg %u, rows %u, tokens %u, lanes %u)", wg, r, nt, lpr);
+  const uint64_t units = uint64_t(w.words_per_row()) / 4;
+  // Shared memory: x tiles of NT tokens x TU units x 128 bytes, plus the reduction scratch.
+  const uint64_t red = ln.sg ? uint64_t(wg / lpr) * nt * 4 : uint64_t(r * nt + nt) * wg * 4;
+  const uint64_t limit = std::min<uint64_t>(ctx.info().max_shared_memory, 48 * 1024);
+  if (limit <= red + 1024) return errorf("vulkan matvec (q4): not enough shared memory");
+  const uint64_t fit = (limit - red - 512) / (uint64_t(nt) * 128);  // units per tile that fit
+  uint64_t tu = units;
+  if (units > fit) {
+    // Tiles start at multiples of WG vec4s, so every tile maps x vec4 v to invocation v mod WG
+    // (the order of the rmsnorm's sum of squares is then the same as with one tile).
+    const uint64_t step = std::max<uint64_t>(wg / 8, 1);
+    tu = fit / step * step;
+    if (tu == 0) return errorf("vulkan matvec (q4): %u tokens do not fit shared memory", nt);
+  }
+  MatvecPush mp{};
+  mp.rows = uint32_t(w.rows);
+  mp.cols = uint32_t(w.cols);
+  mp.n = uint32_t(n);
+  mp.ldx = uint32_t(ldx);
+  mp.ldy = uint32_t(ldy);
+  mp.row_words = uint32_t(w.words_per_row());
+  mp.groups_per_row = uint32_t(w.cols / w.group_size);
+  mp.ntb = uint32_t(detail::ceil_div(uint64_t(n), nt));
+  mp.xoff = uint32_t(std::max<int64_t>(f.silu_offset, 0));
+  mp.eps = f.eps;
+  const uint32_t xmode = f.norm.valid() ? 1 : f.silu_offset > 0 ? 2 : 0;
+  auto pipe = ctx.pipelines().get(ln.sg ? kMvq4Sg : kMvq4, {wg, r, nt, lpr, uint32_t(st), uint32_t(w.group_size),
+                                                           uint32_t(tu), xmode, f.accumulate ? 1u : 0u});
+  if (!pipe.ok()) return std::move(pipe).take_error();
+  const uint64_t rows_per_wg = uint64_t(wg / lpr) * r;
+  uint32_t gx, gz;
+  PENSIEVE_TRY(detail::fold_grid(ctx, detail::ceil_div(uint64_t(w.rows), rows_per_wg) * mp.ntb, &gx, &gz));
+  const BufferSlice& sc = w.scales;
+  const BufferSlice& bi = w.biases;
+  return cl.dispatch(**pipe, {w.data, sc, bi, x, y, f.norm.valid() ? f.norm : x}, mp, gx, 1, gz);
 }
 
 }  // namespace
@@ -109,13 +179,13 @@ const char* matmul_kernel(const Context& ctx, int64_t ldx, int64_t n, const GpuW
   return "matmul";
 }
 
-// PENSIEVE_VK_MATVEC="wg,rows,tokens,unit_words" (0 = default) overrides the matvec's defaults:
+// PENSIEVE_VK_MATVEC="wg,rows,tokens,unit_words,kernel" (0 = default) overrides the matvec's defaults:
 // for tuning runs on a new GPU without a rebuild.
 MatvecTuning env_tuning() {
   static const MatvecTuning t = [] {
     MatvecTuning r;
     if (const char* e = std::getenv("PENSIEVE_VK_MATVEC"))
-      std::sscanf(e, "%u,%u,%u,%u", &r.wg, &r.rows, &r.tokens, &r.unit_words);
+      std::sscanf(e, "%u,%u,%u,%u,%u", &r.wg, &r.rows, &r.tokens, &r.unit_words, &r.kernel);
     return r;
   }();
   return t;
@@ -178,6 +248,9 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
     if (!tune.rows) tune.rows = env.rows;
     if (!tune.tokens) tune.tokens = env.tokens;
     if (!tune.unit_words) tune.unit_words = env.unit_words;
+    if (!tune.kernel) tune.kernel = env.kernel;
+    if (w.dtype == DType::q4 && w.words_per_row() % 4 == 0 && tune.kernel != 1)
+      return matvec_q4(cl, y, ldy, x, ldx, n, w, st, tune, f);
     // Defaults: 64 invocations (two NVIDIA warps, one AMD wave), 4 rows per workgroup (4 rows x 2
     // units = 8 loads, 128 bytes in flight per invocation), up to 8 tokens per workgroup (32
     // accumulators). The workgroup size and the unit are fixed per weight, so a token's result does

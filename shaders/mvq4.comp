@@ -1,0 +1,264 @@
+#version 450
+// q4 matrix-vector product for decode and small token blocks, x staged in shared memory:
+//   y[t, r] (+)= sum_c x'[t, c] * W[r, c]      (x' = x, rmsnorm(x) * G or silu(gate) * up: XMODE)
+// W is MLX affine q4 (quant/format.h) with rows of a multiple of 4 words: a 16-byte "unit" holds
+// 32 consecutive columns of one row, and a scale group (32, 64 or 128 columns) is 1, 2 or 4 units.
+//
+// Mapping. A workgroup of WG invocations is NRG = WG / LPR row groups of LPR lanes; row group g
+// owns rows row0 + g*R .. + R - 1 (BR = NRG * R rows per workgroup) and computes them for NT
+// consecutive tokens. Lane l of a row group reads units l, l + LPR, l + 2 LPR, ... of each of its R
+// rows: one 16-byte load per row, so a subgroup's load instruction covers 16 * LPR consecutive
+// bytes of one row (fully coalesced), and each weight is read once per token block. The next
+// unit's R loads (and their scales) are issued before the current unit is decoded.
+//
+// x. The NT token rows of x' are staged once per workgroup into shared memory (in tiles of TU units
+// when they do not fit), with the fused input op applied there: x * G (and sum x^2 for the norm's
+// scale, applied at the end: sum_c W x G inv = inv * sum_c W (x G)), or silu(gate) * up. Each lane
+// then reads its unit's 32 values as 8 vec4 per token. The vec4 index is XOR-swizzled within each
+// unit (v ^ (unit & 7)) so that the 8 lanes of a quarter-subgroup, which read 8 consecutive units,
+// hit 8 different 4-bank groups: conflict-free 16-byte shared loads without padding.
+//
+// Arithmetic. A q4 value q shifted into mantissa bits 19..22 of 16.0f gives f = 16 + q with a
+// shift and one LOP3 (no int->float conversion, which runs at a quarter of the FMA rate), so per
+// unit and scale group (scale s, bias b):  sum_j (s q_j + b) x_j = s * sum_j f_j x_j + (b - 16 s) sum_j x_j.
+// The two sums are formed per unit and token (sum f x per row), then folded into the accumulator.
+//
+// Batch invariance: every token's result is the same sequence of operations whatever NT, R, TU or
+// its place in the batch: lane l always accumulates units l, l + LPR, ... of a row in increasing
+// order, the staged x' values do not depend on the batch, and the reductions are per value. Only
+// WG and LPR (fixed per weight and device by the host) shape the arithmetic. With XMODE 1, the
+// staging invocation of each x vec4 is its index mod WG in every tile (the host keeps TU * 8 a
+// multiple of WG when it tiles), so sum x^2 is also formed in one order.
+//
+// Reductions: the _sg variant (USE_SUBGROUP, LPR = the subgroup size, host-checked) sums a row
+// group with subgroupAdd; the plain variant writes every partial to shared memory and one
+// invocation per output sums the LPR lanes in order.
+#extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
+#ifdef USE_SUBGROUP
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_arithmetic : require
+#endif
+
+layout(local_size_x_id = 0) in;
+layout(constant_id = 0) const uint WG = 128;
+layout(constant_id = 1) const uint R = 4;      // rows per invocation: 1, 2 or 4
+layout(constant_id = 2) const uint NT = 1;     // tokens per workgroup: 1..8, R * NT <= 32
+layout(constant_id = 3) const uint LPR = 32;   // lanes per row group
+layout(constant_id = 4) const uint STYPE = 1;
+layout(constant_id = 5) const uint GROUP = 64;
+layout(constant_id = 6) const uint TU = 96;    // units per staged tile
+layout(constant_id = 7) const uint XMODE = 0;  // 0: x, 1: rmsnorm(x) * G, 2: silu(x[c]) * x[c + xoff]
+layout(constant_id = 8) const uint ACC = 0;    // 1: y += result
+const uint NRG = WG / LPR;
+const uint TV = TU * 8u;  // vec4 per token in a tile
+
+#include "quant.glsl"
+
+layout(binding = 0) readonly buffer Wb4 { uvec4 W4[]; };
+layout(binding = 1) readonly buffer Sb { uint S[]; };
+layout(binding = 2) readonly buffer Bb { uint B[]; };
+layout(binding = 3) readonly buffer Xb4 { vec4 X4[]; };
+layout(binding = 4) buffer Yb { float Y[]; };
+layout(binding = 5) readonly buffer Gb4 { vec4 G4[]; };
+
+layout(push_constant) uniform Push {
+  uint rows;            // output features
+  uint cols;            // input features
+  uint n;               // tokens
+  uint ldx;             // floats between x rows
+  uint ldy;             // floats between y rows
+  uint row_words;       // 32-bit words per weight row (a multiple of 4)
+  uint groups_per_row;  // cols / GROUP
+  uint ntb;             // token blocks: ceil(n / NT)
+  uint xoff;            // XMODE 2: floats from a gate value to its up value
+  float eps;            // XMODE 1
+} pc;
+
+shared vec4 xs[NT * TV];
+#ifdef USE_SUBGROUP
+shared float ssp[NRG * NT];  // XMODE 1: per-subgroup sums of x^2
+#else
+shared float red[(R * NT + NT) * WG];  // every invocation's partials
+#endif
+
+uint swz(uint v) { return v ^ ((v >> 3) & 7u); }
+
+float silu(float g) { return g / (1.0 + exp(-g)); }
+
+// Scale and folded bias of group gi: A = s, Bf = b - 16 s.
+void scale_of(uint gi, out float A, out float Bf) {
+  const float s = plane_value(S[plane_word(gi, STYPE)], gi, STYPE);
+  A = s;
+  Bf = plane_value(B[plane_word(gi, STYPE)], gi, STYPE) - 16.0 * s;
+}
+
+// 16 + q for the 8 values of a word (value j in lo[j] / hi[j - 4]): q at mantissa bits 19..22.
+void q4_16(uint w, out vec4 lo, out vec4 hi) {
+  const uint M = 0x00780000u, E = 0x41800000u;  // E: 16.0f
+  lo = uintBitsToFloat(uvec4(((w << 19) & M) | E, ((w << 15) & M) | E, ((w << 11) & M) | E, ((w << 7) & M) | E));
+  hi = uintBitsToFloat(uvec4(((w << 3) & M) | E, ((w >> 1) & M) | E, ((w >> 5) & M) | E, ((w >> 9) & M) | E));
+}
+
+// Unrolling by macro (literal indices only): register arrays indexed in loops over specialization
+// constants are not unrolled by every driver, and would then live in local memory.
+#define REP4(M) M(0) M(1) M(2) M(3)
+#define REP8(M) REP4(M) M(4) M(5) M(6) M(7)
+
+void main() {
+  const uint tid = gl_LocalInvocationID.x;
+  const uint lane = tid % LPR, rg = tid / LPR;
+  const uint idx = gl_WorkGroupID.z * gl_NumWorkGroups.x + gl_WorkGroupID.x;
+  const uint tb = idx % pc.ntb, blk = idx / pc.ntb;
+  if (blk * NRG * R >= pc.rows) return;  // uniform: past the last row block of a folded grid
+  const uint t0 = tb * NT;
+  const uint rbase = blk * NRG * R + rg * R;
+  const uint units = pc.row_words >> 2;
+
+  // Rows past the end repeat the last row (computed, not written).
+  uint wrow[4], grow[4];
+#define ROWADDR(r) wrow[r] = min(rbase + r, pc.rows - 1u) * units; grow[r] = min(rbase + r, pc.rows - 1u) * pc.groups_per_row;
+  REP4(ROWADDR)
+  uint xr[8];  // first float of each token's x row; tokens past n read row t0 (not written)
+#define XROW(t) xr[t] = (t0 + t < pc.n ? t0 + t : t0) * pc.ldx;
+  REP8(XROW)
+
+  float acc[32];  // acc[r * 8 + t]
+  float ss[8];    // sum x^2 per token (XMODE 1), over this invocation's staged vec4s
+#define ZERO_T(t) ss[t] = 0.0;
+  REP8(ZERO_T)
+  [[unroll]] for (uint i = 0u; i < 32u; ++i) acc[i] = 0.0;
+
+  for (uint tu0 = 0u; tu0 < units; tu0 += TU) {
+    const uint tun = min(TU, units - tu0);
+    // This lane's first unit in the tile; its weights are requested before x is staged.
+    uint u = tu0 + ((lane + LPR - tu0 % LPR) % LPR);
+    uvec4 wn[4];
+    float an[4], bn[4];
+#define LOADW(r, U)                                                   \
+    if (R > r) {                                                      \
+      const uint uu = min(U, units - 1u);                             \
+      wn[r] = W4[wrow[r] + uu];                                       \
+      scale_of(grow[r] + (uu * 32u) / GROUP, an[r], bn[r]);           \
+    }
+#define LOAD_ALL(U) LOADW(0, U) LOADW(1, U) LOADW(2, U) LOADW(3, U)
+    LOAD_ALL(u)
+
+    // Stage x' for the tile: token t's vec4 v (of the tile) by invocation v mod WG.
+#define STAGE(t)                                                                  \
+    if (NT > t) {                                                                 \
+      for (uint v = tid; v < tun * 8u; v += WG) {                                 \
+        const uint c = (tu0 * 8u + v) * 4u;                                       \
+        vec4 x = vec4(0.0);                                                       \
+        if (c < pc.cols) {                                                        \
+          x = X4[(xr[t] + c) >> 2];                                               \
+          if (XMODE == 1u) {                                                      \
+            ss[t] += dot(x, x);                                                   \
+            x *= G4[c >> 2];                                                      \
+          } else if (XMODE == 2u) {                                               \
+            const vec4 up = X4[(xr[t] + c + pc.xoff) >> 2];                       \
+            x = vec4(silu(x.x), silu(x.y), silu(x.z), silu(x.w)) * up;            \
+          }                                                                       \
+        }                                                                         \
+        xs[t * TV + swz(v)] = x;                                                  \
+      }                                                                           \
+    }
+    REP8(STAGE)
+    barrier();
+
+    for (; u < tu0 + tun; u += LPR) {
+      uvec4 w[4];
+      float a[4], b[4];
+#define TAKE(r) if (R > r) { w[r] = wn[r]; a[r] = an[r]; b[r] = bn[r]; }
+      REP4(TAKE)
+      LOAD_ALL(u + LPR)  // the next unit's loads in flight during this one (clamped past the end)
+      const uint vb = (u - tu0) * 8u;
+      float sf[32], sx[8];
+#define SF0_R(r, t) if (R > r) sf[r * 8 + t] = 0.0;
+#define SF0(t) if (NT > t) { sx[t] = 0.0; SF0_R(0, t) SF0_R(1, t) SF0_R(2, t) SF0_R(3, t) }
+      REP8(SF0)
+      // Word J of the unit: columns 8J..8J+7, x vec4s 2J and 2J+1.
+#define DEC(r, C) if (R > r) q4_16(w[r].C, lo[r], hi[r]);
+#define FMA_R(r, t)                                                                          \
+      if (R > r) {                                                                           \
+        float s_ = sf[r * 8 + t];                                                            \
+        s_ = fma(lo[r].x, xa.x, s_); s_ = fma(lo[r].y, xa.y, s_);                            \
+        s_ = fma(lo[r].z, xa.z, s_); s_ = fma(lo[r].w, xa.w, s_);                            \
+        s_ = fma(hi[r].x, xb.x, s_); s_ = fma(hi[r].y, xb.y, s_);                            \
+        s_ = fma(hi[r].z, xb.z, s_); s_ = fma(hi[r].w, xb.w, s_);                            \
+        sf[r * 8 + t] = s_;                                                                  \
+      }
+#define TOK(t, J)                                                                            \
+      if (NT > t) {                                                                          \
+        const vec4 xa = xs[t * TV + swz(vb + 2u * J)];                                       \
+        const vec4 xb = xs[t * TV + swz(vb + 2u * J + 1u)];                                  \
+        sx[t] += ((xa.x + xa.y) + (xa.z + xa.w)) + ((xb.x + xb.y) + (xb.z + xb.w));          \
+        FMA_R(0, t) FMA_R(1, t) FMA_R(2, t) FMA_R(3, t) \
+      }
+#define WORD(C, J)                                                                           \
+      {                                                                                      \
+        vec4 lo[4], hi[4];                                                                   \
+        DEC(0, C) DEC(1, C) DEC(2, C) DEC(3, C)      \
+        TOK(0, J) TOK(1, J) TOK(2, J) TOK(3, J) TOK(4, J) TOK(5, J) TOK(6, J) TOK(7, J)      \
+      }
+      WORD(x, 0u) WORD(y, 1u) WORD(z, 2u) WORD(w, 3u)
+#define FOLD_R(r, t) if (R > r) acc[r * 8 + t] += a[r] * sf[r * 8 + t] + b[r] * sx[t];
+#define FOLD(t) if (NT > t) { FOLD_R(0, t) FOLD_R(1, t) FOLD_R(2, t) FOLD_R(3, t) }
+      REP8(FOLD)
+    }
+    barrier();  // xs is rewritten by the next tile
+  }
+
+  // ---- Reduce and write -------------------------------------------------------------------------
+  float inv[8];
+#define INV1(t) inv[t] = 1.0;
+  REP8(INV1)
+#ifdef USE_SUBGROUP
+  [[unroll]] for (uint i = 0u; i < 32u; ++i)
+    if (R > i / 8u && NT > i % 8u) acc[i] = subgroupAdd(acc[i]);
+  if (XMODE == 1u) {
+#define SSG(t) if (NT > t) { const float v = subgroupAdd(ss[t]); if (subgroupElect()) ssp[rg * NT + t] = v; }
+    REP8(SSG)
+    barrier();
+#define SSUM(t)                                                                      \
+    if (NT > t) {                                                                    \
+      float s = 0.0;                                                                 \
+      for (uint k = 0u; k < NRG; ++k) s += ssp[k * NT + t];                          \
+      inv[t] = 1.0 / sqrt(s / float(pc.cols) + pc.eps);                              \
+    }
+    REP8(SSUM)
+  }
+  // Every lane holds every total: lane i % LPR writes total i of its row group.
+#define PUT_R(r, t)                                                                  \
+  if (R > r && NT > t && (r * NT + t) % LPR == lane) {                               \
+    const uint row = rbase + r;                                                      \
+    if (row < pc.rows && t0 + t < pc.n) {                                            \
+      const float v = acc[r * 8 + t] * inv[t];                                       \
+      const uint yi = (t0 + t) * pc.ldy + row;                                       \
+      Y[yi] = ACC == 1u ? Y[yi] + v : v;                                             \
+    }                                                                                \
+  }
+#define PUT(t) PUT_R(0, t) PUT_R(1, t) PUT_R(2, t) PUT_R(3, t)
+  REP8(PUT)
+#else
+  const uint NV = R * NT;
+#define RED_R(r, t) if (R > r && NT > t) red[(r * NT + t) * WG + tid] = acc[r * 8 + t];
+#define RED(t) if (NT > t) { RED_R(0, t) RED_R(1, t) RED_R(2, t) RED_R(3, t) red[(NV + t) * WG + tid] = ss[t]; }
+  REP8(RED)
+  barrier();
+  for (uint k = tid; k < NRG * NV; k += WG) {
+    const uint g = k / NV, i = k % NV, r = i / NT, t = i % NT;
+    const uint row = blk * NRG * R + g * R + r;
+    if (row >= pc.rows || t0 + t >= pc.n) continue;
+    float v = 0.0;
+    for (uint l = 0u; l < LPR; ++l) v += red[i * WG + g * LPR + l];
+    if (XMODE == 1u) {
+      float s = 0.0;
+      for (uint m = 0u; m < WG; ++m) s += red[(NV + t) * WG + m];
+      v *= 1.0 / sqrt(s / float(pc.cols) + pc.eps);
+    }
+    const uint yi = (t0 + t) * pc.ldy + row;
+    Y[yi] = ACC == 1u ? Y[yi] + v : v;
+  }
+#endif
+}
