@@ -215,6 +215,30 @@ void check_matvec(Context& ctx, const HostQ4& h, const GpuWeight& g, int64_t n, 
   std::printf("    check: max rel error vs CPU reference on 3 rows = %.2e %s\n", worst, worst < 2e-2 ? "ok" : "MISMATCH");
 }
 
+// Batch invariance of the matvec: n tokens in one call (token blocks of up to 8) must give every
+// token bitwise the result it gets alone.
+void check_invariance(Context& ctx, const GpuWeight& g, int64_t n) {
+  std::vector<float> x = random_floats(size_t(n * g.cols));
+  VBuffer bx = device_buffer(ctx, x.size() * 4, "x");
+  VBuffer by = device_buffer(ctx, size_t(n * g.rows) * 4, "y"), b1 = device_buffer(ctx, size_t(n * g.rows) * 4, "y1");
+  CHECK_OK(ctx.upload(bx, 0, x.data(), x.size() * 4));
+  auto cl = take(CommandList::create(ctx), "cl");
+  CHECK_OK(cl->begin());
+  CHECK_OK(vulkan::ops::matmul(*cl, by.whole(), g.rows, bx.whole(), g.cols, n, g, Precision::exact));
+  for (int64_t t = 0; t < n; ++t)
+    CHECK_OK(vulkan::ops::matmul(*cl, b1.slice(uint64_t(t * g.rows) * 4, uint64_t(g.rows) * 4), g.rows,
+                                 bx.slice(uint64_t(t * g.cols) * 4, uint64_t(g.cols) * 4), g.cols, 1, g, Precision::exact));
+  CHECK_OK(cl->end());
+  CHECK_OK(cl->submit_and_wait());
+  std::vector<float> ya(size_t(n * g.rows)), yb(ya.size());
+  CHECK_OK(ctx.download(ya.data(), by, 0, ya.size() * 4));
+  CHECK_OK(ctx.download(yb.data(), b1, 0, yb.size() * 4));
+  size_t diff = 0;
+  for (size_t i = 0; i < ya.size(); ++i) diff += std::memcmp(&ya[i], &yb[i], 4) != 0;
+  std::printf("    check: %lld tokens at once vs one by one: %zu of %zu outputs differ %s\n", (long long)n, diff,
+              ya.size(), diff ? "NOT BATCH-INVARIANT" : "(bitwise equal)");
+}
+
 void bench_matvec(Context& ctx, const Args& a, int64_t k, int64_t n_out, const std::vector<int64_t>& batches) {
   HostQ4 h = random_q4(n_out, k);
   WeightCopies wc = make_copies(ctx, h, n_out, k, 256ull << 20);
@@ -226,15 +250,16 @@ void bench_matvec(Context& ctx, const Args& a, int64_t k, int64_t n_out, const s
   const int copies = int(wc.w.size());
   std::string shape = std::to_string(k) + "->" + std::to_string(n_out);
 
-  std::vector<MatvecTuning> tunings = {MatvecTuning{}};
+  // The default, the generic kernel (matvec.comp) for comparison, and with --sweep the q4 kernel's
+  // workgroup sizes and rows per invocation.
+  std::vector<MatvecTuning> tunings = {MatvecTuning{}, MatvecTuning{0, 0, 0, 0, 1}};
   if (a.sweep)
-    for (uint32_t uw : {1u, 4u})
-      for (uint32_t wg : {32u, 64u, 128u, 256u})
-        for (uint32_t rows : {1u, 2u, 4u, 8u}) tunings.push_back({wg, rows, 0, uw});
+    for (uint32_t wg : {64u, 128u, 256u})
+      for (uint32_t rows : {1u, 2u, 4u}) tunings.push_back({wg, rows, 0, 0, 2});
   for (int64_t n : batches) {
     for (const MatvecTuning& t : tunings) {
-      if (n > 8 && (t.wg || t.rows)) continue;
-      if (t.rows && t.rows * uint32_t(n) > 32) continue;
+      if (n > 8 && (t.wg || t.rows || t.kernel)) continue;
+      if (t.rows && t.rows * uint32_t(std::min<int64_t>(n, 8)) > 32) continue;
       Precision p = n > 8 ? Precision::fast : Precision::exact;
       const char* kern = vulkan::ops::matmul_kernel(ctx, k, n, wc.w[0], p);
       double ms = time_dispatches(ctx, 24, [&](CommandList& cl, int i) {
@@ -242,12 +267,14 @@ void bench_matvec(Context& ctx, const Args& a, int64_t k, int64_t n_out, const s
       });
       double bytes = double(wc.bytes_each) + double(n * (k + n_out) * 4);
       std::string var = std::string(kern) + " n=" + std::to_string(n);
-      if (t.wg) var += " wg" + std::to_string(t.wg) + "x" + std::to_string(t.rows) + " u" + std::to_string(t.unit_words);
+      if (t.kernel == 1) var += " (matvec.comp)";
+      else if (t.wg) var += " wg" + std::to_string(t.wg) + " r" + std::to_string(t.rows);
       else if (std::string(kern) == "matvec") var += " (default)";
       print_row("q4g64 matmul", shape, var, ms, bytes, 2.0 * double(n) * double(k) * double(n_out), n <= 8);
-      if (a.check && !t.wg) check_matvec(ctx, h, wc.w[0], n, t);
+      if (a.check && !t.wg && !t.kernel) check_matvec(ctx, h, wc.w[0], n, t);
     }
   }
+  if (a.check) check_invariance(ctx, wc.w[0], 11);
 }
 
 // Batch (prefill) matmul: exact (portable f32 tiled) and fast (cooperative matrix where present).
@@ -344,21 +371,25 @@ int main(int argc, char** argv) {
   auto t0 = std::chrono::steady_clock::now();
 
   bench_probe(*ctx, a.quick);
-  std::vector<int64_t> batches = a.quick ? std::vector<int64_t>{1} : std::vector<int64_t>{1, 4, 8, 16, 32};
+  std::vector<int64_t> batches = a.quick ? std::vector<int64_t>{1} : std::vector<int64_t>{1, 2, 4, 8, 16, 32};
   // Phi-3-mini shapes (k -> n): qkv, o_proj, gate_up, down, lm_head.
   bench_matvec(*ctx, a, 3072, 9216, batches);
   bench_matvec(*ctx, a, 8192, 3072, batches);
   if (!a.quick) {
-    Args no_sweep = a;
-    no_sweep.sweep = false;
-    bench_matvec(*ctx, no_sweep, 3072, 3072, {1});
-    bench_matvec(*ctx, no_sweep, 3072, 16384, {1});
-    bench_matvec(*ctx, no_sweep, 3072, 32064, {1});
+    bench_matvec(*ctx, a, 3072, 3072, {1});
+    bench_matvec(*ctx, a, 3072, 16384, {1, 8});
+    bench_matvec(*ctx, a, 3072, 32064, {1});
   }
   bench_matmul(*ctx, a, 3072, 9216, a.quick ? 64 : 512);
   if (!a.quick) bench_matmul(*ctx, a, 8192, 3072, 512);
   bench_attention(*ctx, a.quick ? 2 : 20, a.quick ? 512 : 4096, 32, 32, 96);
-  if (!a.quick) bench_attention(*ctx, 1, 4096, 32, 32, 96);
+  if (!a.quick) {
+    bench_attention(*ctx, 1, 4096, 32, 32, 96);
+    // Short contexts (tg128, batched decode after a 128-token prompt): latency, not bandwidth.
+    bench_attention(*ctx, 1, 128, 32, 32, 96);
+    bench_attention(*ctx, 32, 256, 32, 32, 96);
+    bench_attention(*ctx, 1, 128, 24, 8, 128);
+  }
 
   auto mu = ctx->memory_use();
   std::printf("peak device memory %.1f MiB; %zu pipelines; %.1f s\n", mu.peak_device / 1048576.0,

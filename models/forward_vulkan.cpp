@@ -514,6 +514,16 @@ Status VulkanForward::record(CommandList& cl, const Shape& s) {
   ap.out_stride = c_.q_dim();
   const float eps = float(c_.rms_eps);
 
+  // Output fusions of the q4 matvec (where this step's projections run on it): RoPE + KV store
+  // into the qkv projection, silu(gate) * up into the gate_up projection (down then reads F values
+  // per token). Elsewhere rope_store and the silu fused into down's input do the same.
+  const int hd = c_.head_dim, rot = c_.rope.rot_dim;
+  const bool fuse_rope = !layers_.empty() && hd % 4 == 0 && (hd - rot) % 4 == 0 &&
+                         ops::matmul_fuses(*ctx_, H, T, layers_[0].qkv[0], precision_, true);
+  const bool fuse_silu = !layers_.empty() && F % 4 == 0 &&
+                         ops::matmul_fuses(*ctx_, H, T, layers_[0].gate_up[0], precision_, false) &&
+                         std::string(ops::matmul_kernel(*ctx_, F, T, layers_[0].down, precision_)) == "matvec";
+
   PENSIEVE_TRY(cl.begin());
   cl.set_scope("embed");
   PENSIEVE_TRY(ops::embed(cl, x, ids, T, embed_));
@@ -523,18 +533,27 @@ Status VulkanForward::record(CommandList& cl, const Shape& s) {
     cl.set_scope("qkv");
     f.norm = L.attn_norm;
     f.eps = eps;
-    PENSIEVE_TRY(linear(cl, qkv, QKV, x, H, T, L.qkv, f));
-    cl.set_scope("rope_store");
-    PENSIEVE_TRY(ops::rope_store(cl, qkv, T, QKV, c_.n_heads, c_.rope.rot_dim, cs, sn, slots, kv_[size_t(l)]));
+    vulkan::RopeStoreFusion rs{cs, sn, slots, kv_[size_t(l)], c_.n_heads, rot};
+    if (fuse_rope) {
+      f.rope = &rs;
+      PENSIEVE_TRY(linear(cl, qkv, QKV, x, H, T, L.qkv, f));
+      f.rope = nullptr;
+    } else {
+      PENSIEVE_TRY(linear(cl, qkv, QKV, x, H, T, L.qkv, f));
+      cl.set_scope("rope_store");
+      PENSIEVE_TRY(ops::rope_store(cl, qkv, T, QKV, c_.n_heads, rot, cs, sn, slots, kv_[size_t(l)]));
+    }
     cl.set_scope("attention");
     PENSIEVE_TRY(ops::attention(cl, attn, qkv, seqs, kv_[size_t(l)], ap, attn_scratch_.whole()));
     cl.set_scope("o_proj");
     PENSIEVE_TRY(linear(cl, x, H, attn, c_.q_dim(), T, {L.o}, {.accumulate = true}));
     cl.set_scope("gate_up");
     f.norm = L.mlp_norm;
-    PENSIEVE_TRY(linear(cl, gu, 2 * F, x, H, T, L.gate_up, f));
+    f.silu_pairs = fuse_silu;
+    PENSIEVE_TRY(linear(cl, gu, fuse_silu ? F : 2 * F, x, H, T, L.gate_up, f));
     cl.set_scope("down");
-    PENSIEVE_TRY(linear(cl, x, H, gu, 2 * F, T, {L.down}, {.silu_offset = F, .accumulate = true}));
+    if (fuse_silu) PENSIEVE_TRY(linear(cl, x, H, gu, F, T, {L.down}, {.accumulate = true}));
+    else PENSIEVE_TRY(linear(cl, x, H, gu, 2 * F, T, {L.down}, {.silu_offset = F, .accumulate = true}));
   }
   // Rows that want logits: top-k rows first (their logits slice starts at offset 0, aligned for
   // binding), then full rows.

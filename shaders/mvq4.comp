@@ -32,7 +32,18 @@
 //
 // Reductions: the _sg variant (USE_SUBGROUP, LPR = the subgroup size, host-checked) sums a row
 // group with subgroupAdd; the plain variant writes every partial to shared memory and one
-// invocation per output sums the LPR lanes in order.
+// invocation per output sums the LPR lanes in order. Either way every lane of a row group then
+// holds its R x NT totals, and lane (r * NT + t) % LPR writes output (r, t).
+//
+// Fused outputs (MODE; R = 4, rows a multiple of 4: the host checks). A row group's 4 rows are then
+// a "quad" chosen so that the output op has both its operands in one invocation:
+//   MODE 1 (SiLU pairs, the gate_up projection [gate; up] of 2F rows): quad q is rows 2q, 2q+1,
+//     F+2q, F+2q+1, and y[t, 2q + i] = silu(gate) * up, i < 2 (y holds F values per token);
+//   MODE 2 (ROPE: the qkv projection, heads q | k | v of HD rows; needs the _rope variant's extra
+//     bindings): within q and k heads quad k < half/2 is dims 2k, 2k+1, 2k+half, 2k+1+half (rotate-
+//     half RoPE pairs, half = rot_dim / 2), the other quads 4 consecutive dims; y gets the rotated
+//     q and k values (as rope_store.comp computes them) and k, v also go to the KV-cache slot of
+//     the token (f16 rounded to nearest even, or f32).
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 #ifdef USE_SUBGROUP
@@ -50,6 +61,8 @@ layout(constant_id = 5) const uint GROUP = 64;
 layout(constant_id = 6) const uint TU = 96;    // units per staged tile
 layout(constant_id = 7) const uint XMODE = 0;  // 0: x, 1: rmsnorm(x) * G, 2: silu(x[c]) * x[c + xoff]
 layout(constant_id = 8) const uint ACC = 0;    // 1: y += result
+layout(constant_id = 9) const uint MODE = 0;   // 0: one output per row, 1: SiLU pairs, 2: RoPE + KV store
+layout(constant_id = 10) const uint KV_F16 = 1;  // MODE 2: cache element type
 const uint NRG = WG / LPR;
 const uint TV = TU * 8u;  // vec4 per token in a tile
 
@@ -61,6 +74,13 @@ layout(binding = 2) readonly buffer Bb { uint B[]; };
 layout(binding = 3) readonly buffer Xb4 { vec4 X4[]; };
 layout(binding = 4) buffer Yb { float Y[]; };
 layout(binding = 5) readonly buffer Gb4 { vec4 G4[]; };
+#ifdef ROPE
+layout(binding = 6) readonly buffer Cb { float Cs[]; };   // cos [n, half]
+layout(binding = 7) readonly buffer Snb { float Sn[]; };  // sin [n, half]
+layout(binding = 8) readonly buffer Lb { uint Slots[]; }; // cache element offset of each token
+layout(binding = 9) writeonly buffer Kb { uint Kc[]; };
+layout(binding = 10) writeonly buffer Vb { uint Vc[]; };
+#endif
 
 layout(push_constant) uniform Push {
   uint rows;            // output features
@@ -73,6 +93,8 @@ layout(push_constant) uniform Push {
   uint ntb;             // token blocks: ceil(n / NT)
   uint xoff;            // XMODE 2: floats from a gate value to its up value
   float eps;            // XMODE 1
+  uint ffn;             // MODE 1: F
+  uint n_heads, n_kv_heads, head_dim, half_rot, head_stride;  // MODE 2 (head_stride: cache elements per kv head)
 } pc;
 
 shared vec4 xs[NT * TV];
@@ -80,6 +102,7 @@ shared vec4 xs[NT * TV];
 shared float ssp[NRG * NT];  // XMODE 1: per-subgroup sums of x^2
 #else
 shared float red[(R * NT + NT) * WG];  // every invocation's partials
+shared float tots[NRG * 32u + 8u];     // the totals (r * 8 + t per row group), then inv per token
 #endif
 
 uint swz(uint v) { return v ^ ((v >> 3) & 7u); }
@@ -100,8 +123,79 @@ void q4_16(uint w, out vec4 lo, out vec4 hi) {
   hi = uintBitsToFloat(uvec4(((w << 3) & M) | E, ((w >> 1) & M) | E, ((w >> 5) & M) | E, ((w >> 9) & M) | E));
 }
 
-// Unrolling by macro (literal indices only): register arrays indexed in loops over specialization
-// constants are not unrolled by every driver, and would then live in local memory.
+// f32 -> f16 bits, rounding to nearest even (as rope_store.comp and the CPU path).
+uint half_rne(float f) {
+  const uint x = floatBitsToUint(f);
+  const uint sign = (x >> 16) & 0x8000u, e = (x >> 23) & 0xffu, m = x & 0x7fffffu;
+  if (e == 0xffu) return sign | 0x7c00u | (m != 0u ? 0x200u : 0u);  // inf, nan
+  if (e >= 143u) return sign | 0x7c00u;                               // overflow: inf
+  if (e >= 113u) {                                                    // normal half
+    uint h = sign | ((e - 112u) << 10) | (m >> 13);
+    const uint rem = m & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u) != 0u)) h += 1u;
+    return h;
+  }
+  const uint sh = 126u - e;  // subnormal half
+  if (sh > 25u) return sign;
+  const uint m24 = m | 0x800000u, half_ulp = 1u << (sh - 1u);
+  uint q = m24 >> sh;
+  const uint rem = m24 & ((1u << sh) - 1u);
+  if (rem > half_ulp || (rem == half_ulp && (q & 1u) != 0u)) q += 1u;
+  return sign | q;
+}
+
+// Row r (< 4) of quad q in MODE 1 / 2 (see the header).
+uint quad_row(uint q, uint r) {
+  if (MODE == 1u) return (r < 2u ? 0u : pc.ffn) + 2u * q + (r & 1u);
+  const uint qh = pc.head_dim / 4u, hh = q / qh, k = q % qh, base = hh * pc.head_dim;
+  const uint half2 = pc.half_rot / 2u;
+  if (hh < pc.n_heads + pc.n_kv_heads && k < half2) return base + 2u * k + (r & 1u) + (r < 2u ? 0u : pc.half_rot);
+  const uint k0 = hh < pc.n_heads + pc.n_kv_heads ? 2u * pc.half_rot + 4u * (k - half2) : 4u * k;
+  return base + k0 + r;
+}
+
+// Writes output (row, token tok) = v, row r of its row group; vp is the total of row r ^ 2 (the
+// MODE 1/2 partner), v1 and vp1 those of row r + 1 (MODE 2, f16 cache words of dims d, d+1).
+void put(uint row, uint tok, uint r, float v, float vp, float v1, float vp1) {
+  const uint yi = tok * pc.ldy + row;
+  if (MODE == 0u) {
+    Y[yi] = ACC == 1u ? Y[yi] + v : v;
+  } else if (MODE == 1u) {
+    if (r < 2u) Y[yi] = v / (1.0 + exp(-v)) * vp;  // silu(gate) * up, as silu_mul.comp
+  } else {
+#ifdef ROPE
+    const uint hh = row / pc.head_dim, d = row % pc.head_dim;
+    const bool is_q = hh < pc.n_heads, is_v = hh >= pc.n_heads + pc.n_kv_heads;
+    float o = v, o1 = v1;
+    if (!is_v && d < 2u * pc.half_rot) {  // rotate-half pairs (a, b) = dims (j, j + half)
+      const uint j = d < pc.half_rot ? d : d - pc.half_rot;
+      const uint ci = tok * pc.half_rot + j;
+      const float c = Cs[ci], sn = Sn[ci], c1 = Cs[ci + 1u], sn1 = Sn[ci + 1u];
+      o = r < 2u ? v * c - vp * sn : v * c + vp * sn;  // a c - b s  |  b c + a s
+      o1 = r < 2u ? v1 * c1 - vp1 * sn1 : v1 * c1 + vp1 * sn1;
+    }
+    Y[yi] = o;
+    if (is_q) return;
+    const uint kvh = is_v ? hh - pc.n_heads - pc.n_kv_heads : hh - pc.n_heads;
+    const uint e = Slots[tok] + kvh * pc.head_stride + d;
+    if (KV_F16 == 1u) {
+      if ((r & 1u) == 0u) {  // the even dim's lane writes the word of dims d, d + 1
+        const uint w = half_rne(o) | (half_rne(o1) << 16);
+        if (is_v) Vc[e >> 1] = w;
+        else Kc[e >> 1] = w;
+      }
+    } else if (is_v) {
+      Vc[e] = floatBitsToUint(o);
+    } else {
+      Kc[e] = floatBitsToUint(o);
+    }
+#endif
+  }
+}
+
+// Unrolling by macro (literal indices only, no [[unroll]] loops over register arrays): an array
+// indexed in a loop the driver does not unroll lives in local memory (seen on NVIDIA: acc[] in
+// such a loop made 2-token blocks 3-8x slower than one token).
 #define REP4(M) M(0) M(1) M(2) M(3)
 #define REP8(M) REP4(M) M(4) M(5) M(6) M(7)
 
@@ -115,9 +209,13 @@ void main() {
   const uint rbase = blk * NRG * R + rg * R;
   const uint units = pc.row_words >> 2;
 
-  // Rows past the end repeat the last row (computed, not written).
-  uint wrow[4], grow[4];
-#define ROWADDR(r) wrow[r] = min(rbase + r, pc.rows - 1u) * units; grow[r] = min(rbase + r, pc.rows - 1u) * pc.groups_per_row;
+  // This row group's rows (rows past the end repeat the last row: computed, not written).
+  const uint quad = blk * NRG + rg;
+  uint rowi[4], wrow[4], grow[4];
+#define ROWADDR(r)                                                                                   \
+  rowi[r] = MODE == 0u ? rbase + r : quad_row(min(quad, pc.rows / 4u - 1u), r);                      \
+  wrow[r] = min(rowi[r], pc.rows - 1u) * units;                                                      \
+  grow[r] = min(rowi[r], pc.rows - 1u) * pc.groups_per_row;
   REP4(ROWADDR)
   uint xr[8];  // first float of each token's x row; tokens past n read row t0 (not written)
 #define XROW(t) xr[t] = (t0 + t < pc.n ? t0 + t : t0) * pc.ldx;
@@ -127,7 +225,9 @@ void main() {
   float ss[8];    // sum x^2 per token (XMODE 1), over this invocation's staged vec4s
 #define ZERO_T(t) ss[t] = 0.0;
   REP8(ZERO_T)
-  [[unroll]] for (uint i = 0u; i < 32u; ++i) acc[i] = 0.0;
+#define ZERO_R(r, t) acc[r * 8 + t] = 0.0;
+#define ZERO_A(t) ZERO_R(0, t) ZERO_R(1, t) ZERO_R(2, t) ZERO_R(3, t)
+  REP8(ZERO_A)
 
   for (uint tu0 = 0u; tu0 < units; tu0 += TU) {
     const uint tun = min(TU, units - tu0);
@@ -172,7 +272,11 @@ void main() {
 #define TAKE(r) if (R > r) { w[r] = wn[r]; a[r] = an[r]; b[r] = bn[r]; }
       REP4(TAKE)
       LOAD_ALL(u + LPR)  // the next unit's loads in flight during this one (clamped past the end)
-      const uint vb = (u - tu0) * 8u;
+      // Swizzled indices of the unit's 8 vec4 (token 0; token t adds t * TV): (u - tu0) * 8 + (k ^ sw).
+      const uint vb = (u - tu0) * 8u, sw = (u - tu0) & 7u;
+      uint xi[8];
+#define XI(k) xi[k] = vb + (k ^ sw);
+      REP8(XI)
       float sf[32], sx[8];
 #define SF0_R(r, t) if (R > r) sf[r * 8 + t] = 0.0;
 #define SF0(t) if (NT > t) { sx[t] = 0.0; SF0_R(0, t) SF0_R(1, t) SF0_R(2, t) SF0_R(3, t) }
@@ -190,8 +294,8 @@ void main() {
       }
 #define TOK(t, J)                                                                            \
       if (NT > t) {                                                                          \
-        const vec4 xa = xs[t * TV + swz(vb + 2u * J)];                                       \
-        const vec4 xb = xs[t * TV + swz(vb + 2u * J + 1u)];                                  \
+        const vec4 xa = xs[t * TV + xi[2u * J]];                                             \
+        const vec4 xb = xs[t * TV + xi[2u * J + 1u]];                                        \
         sx[t] += ((xa.x + xa.y) + (xa.z + xa.w)) + ((xb.x + xb.y) + (xb.z + xb.w));          \
         FMA_R(0, t) FMA_R(1, t) FMA_R(2, t) FMA_R(3, t) \
       }
@@ -209,13 +313,14 @@ void main() {
     barrier();  // xs is rewritten by the next tile
   }
 
-  // ---- Reduce and write -------------------------------------------------------------------------
+  // ---- Reduce: every lane of a row group gets acc[r * 8 + t] (totals) and inv[t] -----------------
   float inv[8];
 #define INV1(t) inv[t] = 1.0;
   REP8(INV1)
 #ifdef USE_SUBGROUP
-  [[unroll]] for (uint i = 0u; i < 32u; ++i)
-    if (R > i / 8u && NT > i % 8u) acc[i] = subgroupAdd(acc[i]);
+#define SUM_R(r, t) if (R > r && NT > t) acc[r * 8 + t] = subgroupAdd(acc[r * 8 + t]);
+#define SUM_A(t) SUM_R(0, t) SUM_R(1, t) SUM_R(2, t) SUM_R(3, t)
+  REP8(SUM_A)
   if (XMODE == 1u) {
 #define SSG(t) if (NT > t) { const float v = subgroupAdd(ss[t]); if (subgroupElect()) ssp[rg * NT + t] = v; }
     REP8(SSG)
@@ -228,37 +333,39 @@ void main() {
     }
     REP8(SSUM)
   }
-  // Every lane holds every total: lane i % LPR writes total i of its row group.
-#define PUT_R(r, t)                                                                  \
-  if (R > r && NT > t && (r * NT + t) % LPR == lane) {                               \
-    const uint row = rbase + r;                                                      \
-    if (row < pc.rows && t0 + t < pc.n) {                                            \
-      const float v = acc[r * 8 + t] * inv[t];                                       \
-      const uint yi = (t0 + t) * pc.ldy + row;                                       \
-      Y[yi] = ACC == 1u ? Y[yi] + v : v;                                             \
-    }                                                                                \
-  }
-#define PUT(t) PUT_R(0, t) PUT_R(1, t) PUT_R(2, t) PUT_R(3, t)
-  REP8(PUT)
 #else
   const uint NV = R * NT;
 #define RED_R(r, t) if (R > r && NT > t) red[(r * NT + t) * WG + tid] = acc[r * 8 + t];
 #define RED(t) if (NT > t) { RED_R(0, t) RED_R(1, t) RED_R(2, t) RED_R(3, t) red[(NV + t) * WG + tid] = ss[t]; }
   REP8(RED)
   barrier();
-  for (uint k = tid; k < NRG * NV; k += WG) {
-    const uint g = k / NV, i = k % NV, r = i / NT, t = i % NT;
-    const uint row = blk * NRG * R + g * R + r;
-    if (row >= pc.rows || t0 + t >= pc.n) continue;
-    float v = 0.0;
-    for (uint l = 0u; l < LPR; ++l) v += red[i * WG + g * LPR + l];
-    if (XMODE == 1u) {
-      float s = 0.0;
-      for (uint m = 0u; m < WG; ++m) s += red[(NV + t) * WG + m];
-      v *= 1.0 / sqrt(s / float(pc.cols) + pc.eps);
+  // One invocation per total sums the LPR lanes in order; invocations NRG * NV + t the x^2 sums.
+  for (uint k = tid; k < NRG * NV + NT; k += WG) {
+    if (k < NRG * NV) {
+      const uint g = k / NV, i = k % NV;
+      float v = 0.0;
+      for (uint l = 0u; l < LPR; ++l) v += red[i * WG + g * LPR + l];
+      tots[g * 32u + (i / NT) * 8u + i % NT] = v;
+    } else if (XMODE == 1u) {
+      const uint t = k - NRG * NV;
+      float sq = 0.0;
+      for (uint m = 0u; m < WG; ++m) sq += red[(NV + t) * WG + m];
+      tots[NRG * 32u + t] = 1.0 / sqrt(sq / float(pc.cols) + pc.eps);
     }
-    const uint yi = (t0 + t) * pc.ldy + row;
-    Y[yi] = ACC == 1u ? Y[yi] + v : v;
   }
+  barrier();
+#define GET_R(r, t) if (R > r && NT > t) acc[r * 8 + t] = tots[rg * 32u + r * 8u + t];
+#define GET(t) if (NT > t) { GET_R(0, t) GET_R(1, t) GET_R(2, t) GET_R(3, t) if (XMODE == 1u) inv[t] = tots[NRG * 32u + t]; }
+  REP8(GET)
 #endif
+
+  // ---- Write: lane (r * NT + t) % LPR writes output (r, t) ----------------------------------------
+#define PUT_R(r, t)                                                                  \
+  if (R > r && NT > t && (r * NT + t) % LPR == lane) {                               \
+    if (rowi[r] < pc.rows && t0 + t < pc.n && (MODE == 0u || quad < pc.rows / 4u))   \
+      put(rowi[r], t0 + t, r, acc[r * 8 + t] * inv[t], acc[(r ^ 2) * 8 + t] * inv[t],  \
+          acc[(r | 1) * 8 + t] * inv[t], acc[((r | 1) ^ 2) * 8 + t] * inv[t]);          \
+  }
+#define PUT(t) PUT_R(0, t) PUT_R(1, t) PUT_R(2, t) PUT_R(3, t)
+  REP8(PUT)
 }

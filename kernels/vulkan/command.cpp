@@ -1,6 +1,7 @@
 #include "kernels/vulkan/command.h"
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "kernels/vulkan/device.h"
 
@@ -129,6 +130,25 @@ void CommandList::barrier() {
   ++barriers_;
 }
 
+// Between two dispatches only: shader writes made visible to later shader reads and writes. Every
+// copy, fill and the start of the list are fenced by full barriers, so a hazard dispatch() finds is
+// always between compute shaders. (PENSIEVE_VK_FULL_BARRIERS=1 uses full barriers here too: A/B.)
+void CommandList::compute_barrier() {
+  static const bool full = [] {
+    const char* e = std::getenv("PENSIEVE_VK_FULL_BARRIERS");
+    return e && *e == '1';
+  }();
+  if (full) return barrier();
+  VkMemoryBarrier mb{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
+  mb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT;
+  mb.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT;
+  ctx_.vk().vkCmdPipelineBarrier(cb_, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1,
+                                 &mb, 0, nullptr, 0, nullptr);
+  reads_.clear();
+  writes_.clear();
+  ++barriers_;
+}
+
 Status CommandList::dispatch(const Pipeline& p, std::initializer_list<BufferSlice> buffers, const void* push,
                              uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz) {
   if (!recording_) return errorf("vulkan %s: dispatch outside begin()/end()", p.label.c_str());
@@ -162,7 +182,7 @@ Status CommandList::dispatch(const Pipeline& p, std::initializer_list<BufferSlic
     mine.push_back(r);
     ++i;
   }
-  if (need_barrier) barrier();
+  if (need_barrier) compute_barrier();
 
   auto set = allocate_set(p.set_layout);
   if (!set.ok()) return std::move(set).take_error();

@@ -59,6 +59,8 @@ class CommandList {
   // A full compute/transfer barrier (the automatic ones cover dispatches; this is for callers
   // that write buffers by other means).
   void barrier();
+  // The lighter barrier dispatch() inserts between dependent dispatches.
+  void compute_barrier();
   Status copy(const BufferSlice& src, const BufferSlice& dst);
   Status fill(const BufferSlice& dst, uint32_t value);  // dst.size a multiple of 4
   Status end();

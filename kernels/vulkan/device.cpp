@@ -86,6 +86,7 @@ DeviceInfo query_device(const VkApi& vk, VkPhysicalDevice pd, int index) {
   d.subgroup_arithmetic = compute_sg && (sg.supportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT);
   d.subgroup_shuffle = compute_sg && (sg.supportedOperations & VK_SUBGROUP_FEATURE_SHUFFLE_BIT);
   d.max_shared_memory = lim.maxComputeSharedMemorySize;
+  d.max_storage_buffers = lim.maxPerStageDescriptorStorageBuffers;
   d.max_workgroup_invocations = lim.maxComputeWorkGroupInvocations;
   for (int i = 0; i < 3; ++i) d.max_workgroup_count[i] = lim.maxComputeWorkGroupCount[i];
   d.max_storage_buffer_range = lim.maxStorageBufferRange;
@@ -348,6 +349,18 @@ Status Context::init(const ContextOptions& opt) {
     info_.coopmat_nv = info_.coopmat_nv_f16_16x16x16 = false;
   }
   if (has_ext(exts, "VK_KHR_portability_subset")) enable.push_back("VK_KHR_portability_subset");
+  // PENSIEVE_VK_PIPELINE_STATS=1 (tuning aid): the driver's compiler statistics of every pipeline
+  // (registers, shared and local memory, ...) are printed to stderr as it is created.
+  VkPhysicalDevicePipelineExecutablePropertiesFeaturesKHR fpe{
+      VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PIPELINE_EXECUTABLE_PROPERTIES_FEATURES_KHR};
+  const char* stats_env = std::getenv("PENSIEVE_VK_PIPELINE_STATS");
+  if (stats_env && *stats_env && *stats_env != '0' && has_ext(exts, VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME)) {
+    enable.push_back(VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME);
+    fpe.pipelineExecutableInfo = VK_TRUE;
+    fpe.pNext = feats.pNext;
+    feats.pNext = &fpe;
+    pipeline_stats_ = true;
+  }
 
   float prio = 1.0f;
   VkDeviceQueueCreateInfo qci{VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO};

@@ -52,6 +52,7 @@ struct DeviceInfo {
 
   // Limits the op recorders check.
   uint32_t max_shared_memory = 0, max_workgroup_invocations = 0;
+  uint32_t max_storage_buffers = 0;  // per shader stage
   uint32_t max_workgroup_count[3] = {0, 0, 0};
   uint64_t max_storage_buffer_range = 0;
   uint64_t min_storage_buffer_offset_alignment = 0;
@@ -99,6 +100,8 @@ class Context {
   Pipelines& pipelines() { return *pipelines_; }
   bool subgroups() const { return opt_.use_subgroups && info_.subgroup_basic && info_.subgroup_arithmetic; }
   bool coopmat() const { return opt_.use_coopmat && info_.coopmat_nv_f16_16x16x16 && info_.shader_float16; }
+  // Pipelines are created with compiler statistics, printed to stderr (PENSIEVE_VK_PIPELINE_STATS).
+  bool pipeline_stats() const { return pipeline_stats_ && vk_.vkGetPipelineExecutableStatisticsKHR; }
 
   // Memory bookkeeping (memory.cpp).
   const MemoryUse& memory_use() const { return mem_use_; }
@@ -128,6 +131,7 @@ class Context {
   DeviceInfo info_;
   VkPhysicalDeviceMemoryProperties mem_props_{};
   MemoryUse mem_use_;
+  bool pipeline_stats_ = false;
 
   std::unique_ptr<Pipelines> pipelines_;
   VkCommandPool one_shot_pool_ = VK_NULL_HANDLE;

@@ -58,6 +58,9 @@ Status VkApi::load_device(VkDevice device) {
   if (!name) return errorf("vulkan: device lacks %s", #name);
   PENSIEVE_VK_DEVICE_FNS(PENSIEVE_VK_LOAD)
 #undef PENSIEVE_VK_LOAD
+#define PENSIEVE_VK_LOAD_OPT(name) name = reinterpret_cast<PFN_##name>(vkGetDeviceProcAddr(device, #name));
+  PENSIEVE_VK_DEVICE_OPT_FNS(PENSIEVE_VK_LOAD_OPT)
+#undef PENSIEVE_VK_LOAD_OPT
   return Status::Ok();
 }
 

@@ -96,6 +96,11 @@ namespace pensieve::vulkan {
   X(vkResetFences)                     \
   X(vkWaitForFences)
 
+// Device functions of optional extensions (null when absent).
+#define PENSIEVE_VK_DEVICE_OPT_FNS(X)          \
+  X(vkGetPipelineExecutablePropertiesKHR)      \
+  X(vkGetPipelineExecutableStatisticsKHR)
+
 struct VkApi {
   void* lib = nullptr;  // dlopen handle
   PFN_vkGetInstanceProcAddr vkGetInstanceProcAddr = nullptr;
@@ -104,6 +109,7 @@ struct VkApi {
   PENSIEVE_VK_INSTANCE_FNS(PENSIEVE_VK_DECLARE)
   PENSIEVE_VK_INSTANCE_OPT_FNS(PENSIEVE_VK_DECLARE)
   PENSIEVE_VK_DEVICE_FNS(PENSIEVE_VK_DECLARE)
+  PENSIEVE_VK_DEVICE_OPT_FNS(PENSIEVE_VK_DECLARE)
 #undef PENSIEVE_VK_DECLARE
 
   // Opens the loader library (PENSIEVE_VULKAN_LIBRARY overrides its name) and loads the global

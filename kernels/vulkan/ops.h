@@ -88,11 +88,24 @@ struct MatvecTuning {
 // Small ops the matvec kernel applies on the fly (matmul_kernel() must be "matvec"): its input x'
 // is rmsnorm(x) with weight `norm` (f32 [cols]) or silu(x[t, c]) * x[t, c + silu_offset] (the
 // gate and up halves of one row), and `accumulate` adds the product to y instead of storing it.
+// The qkv projection's RoPE and KV-cache store (what rope_store() does), fused into the output of
+// the q4 matvec: y's rows are the q, k and v heads of head_dim rows each.
+struct RopeStoreFusion {
+  BufferSlice cos, sin, slots;  // as rope_store()
+  GpuKv kv;
+  int n_heads = 0, rot_dim = 0;
+};
+
 struct MatmulFusion {
   BufferSlice norm;
   float eps = 0;
   int64_t silu_offset = 0;
   bool accumulate = false;
+  // Output ops (the q4 matvec only; see matmul_fuses()): silu_pairs writes y[t, i] = silu(row i) *
+  // row (rows/2 + i) for i < rows/2 (the gate_up projection straight to the down projection's
+  // input); rope applies RoPE to the q and k heads of y and stores k and v into the cache.
+  bool silu_pairs = false;
+  const RopeStoreFusion* rope = nullptr;
 };
 
 namespace ops {
@@ -106,6 +119,10 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
               const GpuWeight& w, Precision p, const MatvecTuning& tune = {}, const MatmulFusion& fusion = {});
 // Which kernel matmul() records for these arguments ("matvec", "matmul", "matmul_coopmat").
 const char* matmul_kernel(const Context& ctx, int64_t ldx, int64_t n, const GpuWeight& w, Precision p);
+// Whether matmul() takes MatmulFusion::silu_pairs (rope = false) or ::rope (true) for these
+// arguments: the q4 matvec on a device with fixed-size subgroups (the rope variant also needs 11
+// storage buffers per stage).
+bool matmul_fuses(const Context& ctx, int64_t ldx, int64_t n, const GpuWeight& w, Precision p, bool rope);
 
 // y[r, :] = x[r, :] w / sqrt(mean(x[r, :]^2) + eps); y may equal x.
 Status rmsnorm(CommandList& cl, const BufferSlice& y, const BufferSlice& x, const BufferSlice& w, int64_t rows,

@@ -32,10 +32,19 @@ static_assert(sizeof(MatvecPush) <= 128);
 
 // Bindings: 0 W, 1 scales, 2 biases, 3 x, 4 y (written; read too when accumulating), 5 norm weight.
 const KernelDesc kMatvec{"matvec", 6, sizeof(MatvecPush), 1u << 4, true, false};
-// The q4 kernel: same bindings and push constants. Two descriptions because the subgroup variant
-// is chosen here (it needs a fixed subgroup size), not by Pipelines::get.
-const KernelDesc kMvq4{"mvq4", 6, sizeof(MatvecPush), 1u << 4, false, false};
-const KernelDesc kMvq4Sg{"mvq4_sg", 6, sizeof(MatvecPush), 1u << 4, false, false};
+// shaders/mvq4.comp: Push (MatvecPush's fields, then the fused output ops').
+struct Mvq4Push {
+  MatvecPush mv;
+  uint32_t ffn;                                                      // silu pairs: rows / 2
+  uint32_t n_heads, n_kv_heads, head_dim, half_rot, head_stride;     // rope
+};
+static_assert(sizeof(Mvq4Push) <= 128);
+// The q4 kernel: the matvec's bindings (+ cos, sin, slots, K, V for the rope variant). Separate
+// descriptions because the subgroup variant is chosen here (it needs a fixed subgroup size), not by
+// Pipelines::get.
+const KernelDesc kMvq4{"mvq4", 6, sizeof(Mvq4Push), 1u << 4, false, false};
+const KernelDesc kMvq4Sg{"mvq4_sg", 6, sizeof(Mvq4Push), 1u << 4, false, false};
+const KernelDesc kMvq4RopeSg{"mvq4_rope_sg", 11, sizeof(Mvq4Push), (1u << 4) | (1u << 9) | (1u << 10), false, false};
 const KernelDesc kMatmul{"matmul", 5, sizeof(MatPush), 1u << 4, false, false};
 const KernelDesc kMatmulCoop{"matmul_coopmat", 5, sizeof(MatPush), 1u << 4, false, true};
 
@@ -77,14 +86,42 @@ Mvq4Lanes mvq4_lanes(const Context& ctx) {
 // workgroup (WG = 4 LPR: 128 invocations on NVIDIA); R = 4 rows per invocation for 1-2 tokens, 2
 // for more (accumulators stay in registers); token blocks of 1, 2, 4 or 8. WG and LPR depend only
 // on the device (and the override), never on n: a token's result does not depend on the batch.
+bool mvq4_applies(const GpuWeight& w) { return w.dtype == DType::q4 && w.words_per_row() % 4 == 0; }
+
+// Why the rope fusion cannot run for this weight and device ("" if it can).
+const char* rope_unfusable(const Context& ctx, const GpuWeight& w, const RopeStoreFusion& r) {
+  const GpuKv& kv = r.kv;
+  const int hd = kv.head_dim, half = r.rot_dim / 2;
+  if (!mvq4_lanes(ctx).sg || ctx.info().max_storage_buffers < 11) return "device";
+  if (hd <= 0 || hd % 4 || half % 2 || half * 2 > hd || (hd - 2 * half) % 4) return "head_dim / rot_dim";
+  if (kv.n_kv_heads <= 0 || r.n_heads % kv.n_kv_heads || w.rows != int64_t(r.n_heads + 2 * kv.n_kv_heads) * hd)
+    return "rows are not q | k | v heads";
+  if (kv.dtype != DType::f16 && kv.dtype != DType::f32) return "KV dtype";
+  if (kv.dtype == DType::f16 && (kv.block_stride % 2 || kv.head_stride % 2)) return "KV strides";
+  return "";
+}
+
 Status matvec_q4(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSlice& x, int64_t ldx, int64_t n,
                  const GpuWeight& w, ScaleType st, const MatvecTuning& tune, const MatmulFusion& f) {
   Context& ctx = cl.context();
   const Mvq4Lanes ln = mvq4_lanes(ctx);
   const uint32_t lpr = ln.lpr;
+  const uint32_t mode = f.rope ? 2 : f.silu_pairs ? 1 : 0;
+  if (mode) {
+    if (w.rows % 4) return errorf("vulkan matvec (q4): fused output ops need a multiple of 4 rows");
+    if (f.accumulate || (f.rope && f.silu_pairs) || f.silu_offset > 0)
+      return errorf("vulkan matvec (q4): incompatible fusions");
+    if (f.rope) {
+      if (const char* why = rope_unfusable(ctx, w, *f.rope); *why)
+        return errorf("vulkan matvec (q4): RoPE fusion unavailable (%s)", why);
+      PENSIEVE_TRY(detail::need("matmul", "cos", f.rope->cos, uint64_t(n * (f.rope->rot_dim / 2)) * 4));
+      PENSIEVE_TRY(detail::need("matmul", "sin", f.rope->sin, uint64_t(n * (f.rope->rot_dim / 2)) * 4));
+      PENSIEVE_TRY(detail::need("matmul", "slots", f.rope->slots, uint64_t(n) * 4));
+    }
+  }
   const uint32_t nt = tune.tokens ? tune.tokens : n >= 5 ? 8 : n >= 3 ? 4 : uint32_t(n);
   const uint32_t wg = tune.wg ? tune.wg : ln.sg ? std::min<uint32_t>(4 * lpr, 256) : 64;
-  const uint32_t r = tune.rows ? tune.rows : nt <= 2 ? 4 : 2;
+  const uint32_t r = mode ? 4 : tune.rows ? tune.rows : nt <= 2 ? 4 : 2;
   if (nt < 1 || nt > 8 || (r != 1 && r != 2 && r != 4) || r * nt > 32 || wg < lpr || wg % lpr ||
       (wg & (wg - 1)) || wg > ctx.info().max_workgroup_invocations)
     return errorf("vulkan matvec (q4): bad tuning (wg %u, rows %u, tokens %u, lanes %u)", wg, r, nt, lpr);
@@ -102,7 +139,8 @@ Status matvec_q4(CommandList& cl, const BufferSlice& y, int64_t ldy, const Buffe
     tu = fit / step * step;
     if (tu == 0) return errorf("vulkan matvec (q4): %u tokens do not fit shared memory", nt);
   }
-  MatvecPush mp{};
+  Mvq4Push pc{};
+  MatvecPush& mp = pc.mv;
   mp.rows = uint32_t(w.rows);
   mp.cols = uint32_t(w.cols);
   mp.n = uint32_t(n);
@@ -113,16 +151,33 @@ Status matvec_q4(CommandList& cl, const BufferSlice& y, int64_t ldy, const Buffe
   mp.ntb = uint32_t(detail::ceil_div(uint64_t(n), nt));
   mp.xoff = uint32_t(std::max<int64_t>(f.silu_offset, 0));
   mp.eps = f.eps;
+  pc.ffn = uint32_t(w.rows / 2);
+  uint32_t kv_f16 = 1;
+  if (f.rope) {
+    const GpuKv& kv = f.rope->kv;
+    pc.n_heads = uint32_t(f.rope->n_heads);
+    pc.n_kv_heads = uint32_t(kv.n_kv_heads);
+    pc.head_dim = uint32_t(kv.head_dim);
+    pc.half_rot = uint32_t(f.rope->rot_dim / 2);
+    pc.head_stride = uint32_t(kv.head_stride);
+    kv_f16 = kv.dtype == DType::f16 ? 1 : 0;
+  }
   const uint32_t xmode = f.norm.valid() ? 1 : f.silu_offset > 0 ? 2 : 0;
-  auto pipe = ctx.pipelines().get(ln.sg ? kMvq4Sg : kMvq4, {wg, r, nt, lpr, uint32_t(st), uint32_t(w.group_size),
-                                                           uint32_t(tu), xmode, f.accumulate ? 1u : 0u});
+  const KernelDesc& desc = f.rope ? kMvq4RopeSg : ln.sg ? kMvq4Sg : kMvq4;
+  auto pipe = ctx.pipelines().get(desc, {wg, r, nt, lpr, uint32_t(st), uint32_t(w.group_size), uint32_t(tu), xmode,
+                                         f.accumulate ? 1u : 0u, mode, kv_f16});
   if (!pipe.ok()) return std::move(pipe).take_error();
   const uint64_t rows_per_wg = uint64_t(wg / lpr) * r;
   uint32_t gx, gz;
   PENSIEVE_TRY(detail::fold_grid(ctx, detail::ceil_div(uint64_t(w.rows), rows_per_wg) * mp.ntb, &gx, &gz));
   const BufferSlice& sc = w.scales;
   const BufferSlice& bi = w.biases;
-  return cl.dispatch(**pipe, {w.data, sc, bi, x, y, f.norm.valid() ? f.norm : x}, mp, gx, 1, gz);
+  const BufferSlice& g = f.norm.valid() ? f.norm : x;
+  if (f.rope) {
+    const RopeStoreFusion& rs = *f.rope;
+    return cl.dispatch(**pipe, {w.data, sc, bi, x, y, g, rs.cos, rs.sin, rs.slots, rs.kv.k, rs.kv.v}, pc, gx, 1, gz);
+  }
+  return cl.dispatch(**pipe, {w.data, sc, bi, x, y, g}, pc, gx, 1, gz);
 }
 
 }  // namespace
@@ -179,6 +234,12 @@ const char* matmul_kernel(const Context& ctx, int64_t ldx, int64_t n, const GpuW
   return "matmul";
 }
 
+bool matmul_fuses(const Context& ctx, int64_t ldx, int64_t n, const GpuWeight& w, Precision p, bool rope) {
+  if (std::string(matmul_kernel(ctx, ldx, n, w, p)) != "matvec" || !mvq4_applies(w) || w.rows % 4) return false;
+  if (!rope) return true;
+  return mvq4_lanes(ctx).sg && ctx.info().max_storage_buffers >= 11;
+}
+
 // PENSIEVE_VK_MATVEC="wg,rows,tokens,unit_words,kernel" (0 = default) overrides the matvec's defaults:
 // for tuning runs on a new GPU without a rebuild.
 MatvecTuning env_tuning() {
@@ -211,13 +272,13 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
     st = *s;
     PENSIEVE_TRY(check_quant_params(w.bits(), w.group_size, w.scale_dtype, w.rows, w.cols));
   }
-  if (ldx < w.cols || ldy < w.rows)
+  if (ldx < w.cols || ldy < (f.silu_pairs ? w.rows / 2 : w.rows))
     return errorf("vulkan matmul: ldx %lld / ldy %lld smaller than cols %lld / rows %lld", (long long)ldx,
                   (long long)ldy, (long long)w.cols, (long long)w.rows);
   if (!detail::fits_u32(n * ldx) || !detail::fits_u32(n * ldy) || !detail::fits_u32(w.rows * w.cols))
     return errorf("vulkan matmul: [%lld x %lld] x [%lld tokens] exceeds 32-bit indexing", (long long)w.rows,
                   (long long)w.cols, (long long)n);
-  const bool fused = f.norm.valid() || f.silu_offset > 0 || f.accumulate;
+  const bool fused = f.norm.valid() || f.silu_offset > 0 || f.accumulate || f.silu_pairs || f.rope;
   if (fused && std::string(matmul_kernel(ctx, ldx, n, w, p)) != "matvec")
     return errorf("vulkan matmul: fused input/output ops need the matvec kernel (see matmul_kernel)");
   if (f.norm.valid() && f.silu_offset > 0) return errorf("vulkan matmul: rmsnorm and silu_mul fusions exclude each other");
@@ -225,7 +286,7 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
     return errorf("vulkan matmul: silu_mul offset %lld not a multiple of 4", (long long)f.silu_offset);
   if (f.norm.valid()) PENSIEVE_TRY(detail::need("matmul", "norm weight", f.norm, uint64_t(w.cols) * 4));
   PENSIEVE_TRY(detail::need("matmul", "x", x, uint64_t((n - 1) * ldx + w.cols + std::max<int64_t>(f.silu_offset, 0)) * 4));
-  PENSIEVE_TRY(detail::need("matmul", "y", y, uint64_t((n - 1) * ldy + w.rows) * 4));
+  PENSIEVE_TRY(detail::need("matmul", "y", y, uint64_t((n - 1) * ldy + (f.silu_pairs ? w.rows / 2 : w.rows)) * 4));
   auto plane = w.quantized() ? uint64_t(w.rows * w.cols * w.bits() / 8) : uint64_t(w.rows * w.cols * elem_bytes(w.dtype));
   PENSIEVE_TRY(detail::need("matmul", "weight", w.data, plane));
   const BufferSlice& sc = w.quantized() ? w.scales : w.data;
@@ -249,8 +310,9 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
     if (!tune.tokens) tune.tokens = env.tokens;
     if (!tune.unit_words) tune.unit_words = env.unit_words;
     if (!tune.kernel) tune.kernel = env.kernel;
-    if (w.dtype == DType::q4 && w.words_per_row() % 4 == 0 && tune.kernel != 1)
+    if (mvq4_applies(w) && (tune.kernel != 1 || f.silu_pairs || f.rope))
       return matvec_q4(cl, y, ldy, x, ldx, n, w, st, tune, f);
+    if (f.silu_pairs || f.rope) return errorf("vulkan matmul: fused output ops need the q4 matvec (see matmul_fuses)");
     // Defaults: 64 invocations (two NVIDIA warps, one AMD wave), 4 rows per workgroup (4 rows x 2
     // units = 8 loads, 128 bytes in flight per invocation), up to 8 tokens per workgroup (32
     // accumulators). The workgroup size and the unit are fixed per weight, so a token's result does

@@ -109,6 +109,36 @@ Result<Pipelines::Layout> Pipelines::layout(uint32_t n_buffers, uint32_t push_by
   return l;
 }
 
+// One line per executable: "pipeline <key>: <stat>=<value> ...".
+void Pipelines::print_stats(const std::string& key, VkPipeline pipeline) {
+  const VkApi& vk = ctx_.vk();
+  VkPipelineInfoKHR pi{VK_STRUCTURE_TYPE_PIPELINE_INFO_KHR};
+  pi.pipeline = pipeline;
+  uint32_t n = 0;
+  if (vk.vkGetPipelineExecutablePropertiesKHR(ctx_.device(), &pi, &n, nullptr) != VK_SUCCESS) return;
+  for (uint32_t e = 0; e < n; ++e) {
+    VkPipelineExecutableInfoKHR ei{VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_INFO_KHR};
+    ei.pipeline = pipeline;
+    ei.executableIndex = e;
+    uint32_t ns = 0;
+    if (vk.vkGetPipelineExecutableStatisticsKHR(ctx_.device(), &ei, &ns, nullptr) != VK_SUCCESS) continue;
+    std::vector<VkPipelineExecutableStatisticKHR> st(ns, {VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_STATISTIC_KHR});
+    if (vk.vkGetPipelineExecutableStatisticsKHR(ctx_.device(), &ei, &ns, st.data()) != VK_SUCCESS) continue;
+    std::string line = "pipeline " + key + ":";
+    for (const auto& x : st) {
+      char v[64];
+      switch (x.format) {
+        case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_BOOL32_KHR: std::snprintf(v, sizeof v, "%u", x.value.b32); break;
+        case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_INT64_KHR: std::snprintf(v, sizeof v, "%lld", (long long)x.value.i64); break;
+        case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_UINT64_KHR: std::snprintf(v, sizeof v, "%llu", (unsigned long long)x.value.u64); break;
+        default: std::snprintf(v, sizeof v, "%g", x.value.f64);
+      }
+      line += std::string(" ") + x.name + "=" + v;
+    }
+    std::fprintf(stderr, "%s\n", line.c_str());
+  }
+}
+
 Result<const Pipeline*> Pipelines::get(const KernelDesc& desc, std::initializer_list<uint32_t> spec) {
   if (desc.n_buffers > kMaxBindings || desc.push_bytes > 128 || spec.size() > kMaxSpecConstants)
     return errorf("vulkan: kernel %s: bad description", desc.name);
@@ -146,9 +176,11 @@ Result<const Pipeline*> Pipelines::get(const KernelDesc& desc, std::initializer_
   ci.stage.pName = "main";
   ci.stage.pSpecializationInfo = &si;
   ci.layout = lay->layout;
+  if (ctx_.pipeline_stats()) ci.flags |= VK_PIPELINE_CREATE_CAPTURE_STATISTICS_BIT_KHR;
   auto p = std::make_unique<Pipeline>();
   VkResult r = ctx_.vk().vkCreateComputePipelines(ctx_.device(), cache_, 1, &ci, nullptr, &p->pipeline);
   if (r != VK_SUCCESS) return errorf("vulkan: creating pipeline %s: %s", key.c_str(), vk_result_name(r));
+  if (ctx_.pipeline_stats()) print_stats(key, p->pipeline);
   p->desc = &desc;
   p->layout = lay->layout;
   p->set_layout = lay->set_layout;

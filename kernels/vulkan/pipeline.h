@@ -23,7 +23,7 @@ class Context;
 
 // Spec constant 0 is the workgroup size (local_size_x_id = 0) in every pensieve shader.
 inline constexpr int kMaxSpecConstants = 12;
-inline constexpr int kMaxBindings = 8;
+inline constexpr int kMaxBindings = 12;
 
 struct KernelDesc {
   const char* name;        // shader name, "rmsnorm" (embedded as shaders/<name>.comp)
@@ -60,6 +60,7 @@ class Pipelines {
     VkPipelineLayout layout = VK_NULL_HANDLE;
   };
   Result<VkShaderModule> module(const std::string& name);
+  void print_stats(const std::string& key, VkPipeline pipeline);
   Result<Layout> layout(uint32_t n_buffers, uint32_t push_bytes);
 
   Context& ctx_;
