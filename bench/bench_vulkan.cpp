@@ -71,6 +71,21 @@ double time_dispatches(Context& ctx, int reps, const std::function<Status(Comman
   return t[t.size() / 2];
 }
 
+// Records `reps` independent dispatches (no barriers between them: they may overlap) and returns
+// the GPU time of the whole list divided by reps, in ms: throughput without the per-dispatch drain.
+double time_overlapped(Context& ctx, int reps, const std::function<Status(CommandList&, int)>& record) {
+  auto cl = take(CommandList::create(ctx), "CommandList::create");
+  CHECK_OK(cl->begin());
+  for (int i = 0; i < reps; ++i) CHECK_OK(record(*cl, i));
+  CHECK_OK(cl->end());
+  CHECK_OK(cl->submit_and_wait());
+  CHECK_OK(cl->submit_and_wait());
+  auto prof = take(cl->profile(), "profile");
+  double total = 0;
+  for (const auto& p : prof) total += p.ms;
+  return total / reps;
+}
+
 uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 uint64_t next_u64() {  // splitmix64: fast, good enough for filling buffers
   uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
@@ -247,19 +262,25 @@ void bench_matvec(Context& ctx, const Args& a, int64_t k, int64_t n_out, const s
   VBuffer bx = device_buffer(ctx, x.size() * 4, "x");
   CHECK_OK(ctx.upload(bx, 0, x.data(), x.size() * 4));
   VBuffer by = device_buffer(ctx, size_t(max_n * n_out) * 4, "y");
+  const uint64_t yo_stride = align256(uint64_t(n_out) * 4);
+  VBuffer byo = device_buffer(ctx, 24 * yo_stride, "y (overlapped)");
   const int copies = int(wc.w.size());
   std::string shape = std::to_string(k) + "->" + std::to_string(n_out);
 
   // The default, the generic kernel (matvec.comp) for comparison, and with --sweep the q4 kernel's
   // workgroup sizes and rows per invocation.
+  // q4 kernel sweep: workgroup size, rows per invocation, lanes per row group (all at 1 token; a
+  // subset at 2-8 tokens).
   std::vector<MatvecTuning> tunings = {MatvecTuning{}, MatvecTuning{0, 0, 0, 0, 1}};
   if (a.sweep)
     for (uint32_t wg : {64u, 128u, 256u})
-      for (uint32_t rows : {1u, 2u, 4u}) tunings.push_back({wg, rows, 0, 0, 2});
+      for (uint32_t rows : {1u, 2u, 4u})
+        for (uint32_t lanes : {8u, 16u, 32u}) tunings.push_back({wg, rows, 0, lanes, 2});
   for (int64_t n : batches) {
     for (const MatvecTuning& t : tunings) {
       if (n > 8 && (t.wg || t.rows || t.kernel)) continue;
       if (t.rows && t.rows * uint32_t(std::min<int64_t>(n, 8)) > 32) continue;
+      if (n > 1 && t.wg && (t.wg == 64 || t.unit_words == 16)) continue;
       Precision p = n > 8 ? Precision::fast : Precision::exact;
       const char* kern = vulkan::ops::matmul_kernel(ctx, k, n, wc.w[0], p);
       double ms = time_dispatches(ctx, 24, [&](CommandList& cl, int i) {
@@ -268,9 +289,16 @@ void bench_matvec(Context& ctx, const Args& a, int64_t k, int64_t n_out, const s
       double bytes = double(wc.bytes_each) + double(n * (k + n_out) * 4);
       std::string var = std::string(kern) + " n=" + std::to_string(n);
       if (t.kernel == 1) var += " (matvec.comp)";
-      else if (t.wg) var += " wg" + std::to_string(t.wg) + " r" + std::to_string(t.rows);
+      else if (t.wg) var += " wg" + std::to_string(t.wg) + " r" + std::to_string(t.rows) + " l" + std::to_string(t.unit_words);
       else if (std::string(kern) == "matvec") var += " (default)";
       print_row("q4g64 matmul", shape, var, ms, bytes, 2.0 * double(n) * double(k) * double(n_out), n <= 8);
+      if (n == 1 && !t.wg && !t.kernel) {  // the same dispatches without barriers between them
+        double ov = time_overlapped(ctx, 24, [&](CommandList& cl, int i) {
+          return vulkan::ops::matmul(cl, byo.slice(uint64_t(i) * yo_stride, uint64_t(n_out) * 4), n_out, bx.whole(),
+                                     k, 1, wc.w[size_t(i % copies)], p, t);
+        });
+        print_row("q4g64 matmul", shape, var + " overlapped", ov, bytes, 2.0 * double(k) * double(n_out), true);
+      }
       if (a.check && !t.wg && !t.kernel) check_matvec(ctx, h, wc.w[0], n, t);
     }
   }
@@ -371,6 +399,17 @@ int main(int argc, char** argv) {
   auto t0 = std::chrono::steady_clock::now();
 
   bench_probe(*ctx, a.quick);
+  {  // let the clocks ramp up: ~0.5 s of reads before the timed cases
+    VBuffer src = device_buffer(*ctx, 64u << 20, "warm-up"), sink = device_buffer(*ctx, 4096, "sink");
+    auto t1 = std::chrono::steady_clock::now();
+    while (std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count() < (a.quick ? 0.05 : 0.5)) {
+      auto cl = take(CommandList::create(*ctx), "cl");
+      CHECK_OK(cl->begin());
+      for (int i = 0; i < 64; ++i) CHECK_OK(vulkan::ops::read_probe(*cl, src.whole(), sink.whole()));
+      CHECK_OK(cl->end());
+      CHECK_OK(cl->submit_and_wait());
+    }
+  }
   std::vector<int64_t> batches = a.quick ? std::vector<int64_t>{1} : std::vector<int64_t>{1, 2, 4, 8, 16, 32};
   // Phi-3-mini shapes (k -> n): qkv, o_proj, gate_up, down, lm_head.
   bench_matvec(*ctx, a, 3072, 9216, batches);

@@ -11,6 +11,7 @@ D=$(cd "$(dirname "$0")" && pwd)
 for f in "$D"/../gl/*.deb; do dpkg -x "$f" /; done
 ldconfig
 export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+export LD_LIBRARY_PATH="$D/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"  # libcpp-httplib (pensieve's server)
 # The tests find their data at the path compiled in (the worktree).
 mkdir -p /work/wt/vkperf && ln -sfn "$REPO/tests" /work/wt/vkperf/tests
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,memory.used --format=csv > "$OUT/gpu.txt"
@@ -32,4 +33,10 @@ for m in ${MODELS:-phi3-mini}; do
   PENSIEVE_VK_PIPELINE_STATS=1 step bench_$m ${BENCH_T:-300} ./pensieve bench --model /tmp/$m --device vulkan -p 512 -n 128 --batch ${BATCH:-1,4,16,20,32} --profile ${BENCH_ARGS:-}
   grep -E "^(pp512|tg128|batched)" "$OUT/bench_$m.log" >> "$OUT/summary.txt"
 done
+# Extra A/B commands (EXTRA="cmd1;cmd2"), each logged to extra.log.
+if [ -n "${EXTRA:-}" ]; then
+  IFS=';' read -ra cmds <<< "$EXTRA"
+  for c in "${cmds[@]}"; do echo "### $c" >> "$OUT/extra.log"; ( timeout 120 bash -c "$c" >> "$OUT/extra.log" 2>&1 ); done
+  grep -E "^###|^(pp512|tg128|batched)" "$OUT/extra.log" >> "$OUT/summary.txt"
+fi
 cat "$OUT/summary.txt"

@@ -281,7 +281,8 @@ std::string VulkanForward::describe() const {
 
 bool VulkanForward::batch_invariant() const {
   vulkan::GpuWeight probe = layers_.empty() ? lm_head_ : layers_[0].qkv[0];
-  return std::string(vulkan::ops::matmul_kernel(*ctx_, probe.cols, kMaxStepTokens, probe, precision_)) != "matmul_coopmat";
+  const std::string k = vulkan::ops::matmul_kernel(*ctx_, probe.cols, kMaxStepTokens, probe, precision_);
+  return k != "matmul_coopmat" && k != "mmq4_coop";
 }
 
 void VulkanForward::set_profiling(bool on) {
@@ -469,8 +470,8 @@ Result<CommandList*> VulkanForward::recording(const Shape& s) {
 Status VulkanForward::linear(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSlice& x, int64_t ldx,
                              int64_t n, const std::vector<GpuWeight>& parts, const vulkan::MatmulFusion& f) {
   const GpuWeight& w = parts[0];
-  if (std::string(vulkan::ops::matmul_kernel(*ctx_, ldx, n, w, precision_)) == "matvec")
-    return vulkan::ops::matmul(cl, y, ldy, x, ldx, n, w, precision_, {}, f);
+  const std::string kern = vulkan::ops::matmul_kernel(*ctx_, ldx, n, w, precision_);
+  if (kern == "matvec") return vulkan::ops::matmul(cl, y, ldy, x, ldx, n, w, precision_, {}, f);
   BufferSlice in = x;
   int64_t ld = ldx;
   if (f.norm.valid()) {
@@ -483,6 +484,11 @@ Status VulkanForward::linear(CommandList& cl, const BufferSlice& y, int64_t ldy,
     PENSIEVE_TRY(vulkan::ops::silu_mul(cl, in, x, n, w.cols));
   }
   if (!f.accumulate) return vulkan::ops::matmul(cl, y, ldy, in, ld, n, w, precision_);
+  if (kern == "mmq4_coop") {  // it adds into y itself
+    vulkan::MatmulFusion acc;
+    acc.accumulate = true;
+    return vulkan::ops::matmul(cl, y, ldy, in, ld, n, w, precision_, {}, acc);
+  }
   BufferSlice tmp = proj_.slice(0, uint64_t(n * w.rows) * 4);
   PENSIEVE_TRY(vulkan::ops::matmul(cl, tmp, w.rows, in, ld, n, w, precision_));
   return vulkan::ops::add(cl, y, tmp, n * w.rows);

@@ -30,8 +30,8 @@
 // staging invocation of each x vec4 is its index mod WG in every tile (the host keeps TU * 8 a
 // multiple of WG when it tiles), so sum x^2 is also formed in one order.
 //
-// Reductions: the _sg variant (USE_SUBGROUP, LPR = the subgroup size, host-checked) sums a row
-// group with subgroupAdd; the plain variant writes every partial to shared memory and one
+// Reductions: the _sg variant (USE_SUBGROUP, LPR dividing the subgroup size, host-checked) sums a
+// row group with subgroupAdd or a shuffle butterfly; the plain variant writes every partial to shared memory and one
 // invocation per output sums the LPR lanes in order. Either way every lane of a row group then
 // holds its R x NT totals, and lane (r * NT + t) % LPR writes output (r, t).
 //
@@ -49,6 +49,7 @@
 #ifdef USE_SUBGROUP
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
+#extension GL_KHR_shader_subgroup_shuffle : require
 #endif
 
 layout(local_size_x_id = 0) in;
@@ -153,6 +154,16 @@ uint quad_row(uint q, uint r) {
   const uint k0 = hh < pc.n_heads + pc.n_kv_heads ? 2u * pc.half_rot + 4u * (k - half2) : 4u * k;
   return base + k0 + r;
 }
+
+#ifdef USE_SUBGROUP
+// Sum over the LPR lanes of a row group, in every one of them: the subgroup's sum when a row group
+// is the whole subgroup, else a butterfly over lanes that differ in the low log2(LPR) bits.
+float lanes_sum(float v) {
+  if (LPR == gl_SubgroupSize) return subgroupAdd(v);
+  for (uint o = LPR / 2u; o > 0u; o >>= 1) v += subgroupShuffleXor(v, o);
+  return v;
+}
+#endif
 
 // Writes output (row, token tok) = v, row r of its row group; vp is the total of row r ^ 2 (the
 // MODE 1/2 partner), v1 and vp1 those of row r + 1 (MODE 2, f16 cache words of dims d, d+1).
@@ -318,7 +329,7 @@ void main() {
 #define INV1(t) inv[t] = 1.0;
   REP8(INV1)
 #ifdef USE_SUBGROUP
-#define SUM_R(r, t) if (R > r && NT > t) acc[r * 8 + t] = subgroupAdd(acc[r * 8 + t]);
+#define SUM_R(r, t) if (R > r && NT > t) acc[r * 8 + t] = lanes_sum(acc[r * 8 + t]);
 #define SUM_A(t) SUM_R(0, t) SUM_R(1, t) SUM_R(2, t) SUM_R(3, t)
   REP8(SUM_A)
   if (XMODE == 1u) {

@@ -79,7 +79,8 @@ struct GpuSeqs {
 };
 
 // Overrides for benchmarks and tuning (0 = the op's choice).
-// For the q4 kernel (mvq4.comp) rows is R (rows per invocation) and unit_words is unused; kernel
+// For the q4 kernel (mvq4.comp) rows is R (rows per invocation) and unit_words the lanes per row
+// group (LPR); kernel
 // 1 forces the generic matvec.comp, 2 the q4 kernel.
 struct MatvecTuning {
   uint32_t wg = 0, rows = 0, tokens = 0, unit_words = 0, kernel = 0;

@@ -47,12 +47,31 @@ const KernelDesc kMvq4Sg{"mvq4_sg", 6, sizeof(Mvq4Push), 1u << 4, false, false};
 const KernelDesc kMvq4RopeSg{"mvq4_rope_sg", 11, sizeof(Mvq4Push), (1u << 4) | (1u << 9) | (1u << 10), false, false};
 const KernelDesc kMatmul{"matmul", 5, sizeof(MatPush), 1u << 4, false, false};
 const KernelDesc kMatmulCoop{"matmul_coopmat", 5, sizeof(MatPush), 1u << 4, false, true};
+const KernelDesc kMmq4Coop{"mmq4_coop", 5, sizeof(MatPush), 1u << 4, false, true};
 
 // Largest token count the matvec handles in one workgroup; more tokens take several token blocks.
 constexpr int64_t kMatvecMaxTokens = 8;
 // Precision::fast: batches from this many tokens on take the cooperative-matrix matmul where the
 // device has one (prefill); smaller ones stay on the matvec, which reads each weight once.
 constexpr int64_t kCoopmatMinTokens = 64;
+// ... and q4 weights from this many tokens on (mmq4_coop.comp, whose small-token tiles keep the
+// tensor cores busy from batched decode on: 16 tokens are two 8-token matvec blocks otherwise).
+constexpr int64_t kCoopQ4MinTokens = 16;
+
+// PENSIEVE_VK_COOP="bm,bn,wg,wm[,min_tokens]" overrides mmq4_coop's tiles (tuning runs).
+struct CoopTuning {
+  uint32_t bm = 0, bn = 0, wg = 0, wm = 0, min_tokens = 0;
+};
+const CoopTuning& coop_env() {
+  static const CoopTuning t = [] {
+    CoopTuning r;
+    if (const char* e = std::getenv("PENSIEVE_VK_COOP"))
+      std::sscanf(e, "%u,%u,%u,%u,%u", &r.bm, &r.bn, &r.wg, &r.wm, &r.min_tokens);
+    return r;
+  }();
+  return t;
+}
+int64_t coop_q4_min_tokens() { return coop_env().min_tokens ? coop_env().min_tokens : kCoopQ4MinTokens; }
 
 int64_t elem_bytes(DType t) { return t == DType::f32 ? 4 : 2; }
 
@@ -77,13 +96,14 @@ struct Mvq4Lanes {
 Mvq4Lanes mvq4_lanes(const Context& ctx) {
   const DeviceInfo& d = ctx.info();
   const uint32_t s = d.subgroup_size;
-  if (ctx.subgroups() && d.min_subgroup_size == d.max_subgroup_size && s >= 4 && s <= 128 && (s & (s - 1)) == 0)
+  if (ctx.subgroups() && d.subgroup_shuffle && d.min_subgroup_size == d.max_subgroup_size && s >= 4 && s <= 128 &&
+      (s & (s - 1)) == 0)
     return {s, true};
   return {16, false};
 }
 
-// The q4 matvec (shaders/mvq4.comp): see that file for the mapping. Defaults: four row groups per
-// workgroup (WG = 4 LPR: 128 invocations on NVIDIA); R = 4 rows per invocation for 1-2 tokens, 2
+// The q4 matvec (shaders/mvq4.comp): see that file for the mapping. Defaults: eight row groups per
+// workgroup (WG = 8 LPR, at most 256: 256 invocations on NVIDIA); R = 4 rows per invocation for 1-2 tokens, 2
 // for more (accumulators stay in registers); token blocks of 1, 2, 4 or 8. WG and LPR depend only
 // on the device (and the override), never on n: a token's result does not depend on the batch.
 bool mvq4_applies(const GpuWeight& w) { return w.dtype == DType::q4 && w.words_per_row() % 4 == 0; }
@@ -105,7 +125,11 @@ Status matvec_q4(CommandList& cl, const BufferSlice& y, int64_t ldy, const Buffe
                  const GpuWeight& w, ScaleType st, const MatvecTuning& tune, const MatmulFusion& f) {
   Context& ctx = cl.context();
   const Mvq4Lanes ln = mvq4_lanes(ctx);
-  const uint32_t lpr = ln.lpr;
+  // Lanes per row group: the subgroup by default; a tuning override may take a power of two below
+  // it (subgroup variant) or any power of two (plain variant).
+  const uint32_t lpr = tune.unit_words ? tune.unit_words : ln.lpr;
+  if ((lpr & (lpr - 1)) || lpr < 2 || (ln.sg && lpr > ln.lpr))
+    return errorf("vulkan matvec (q4): %u lanes per row", lpr);
   const uint32_t mode = f.rope ? 2 : f.silu_pairs ? 1 : 0;
   if (mode) {
     if (w.rows % 4) return errorf("vulkan matvec (q4): fused output ops need a multiple of 4 rows");
@@ -120,7 +144,7 @@ Status matvec_q4(CommandList& cl, const BufferSlice& y, int64_t ldy, const Buffe
     }
   }
   const uint32_t nt = tune.tokens ? tune.tokens : n >= 5 ? 8 : n >= 3 ? 4 : uint32_t(n);
-  const uint32_t wg = tune.wg ? tune.wg : ln.sg ? std::min<uint32_t>(4 * lpr, 256) : 64;
+  const uint32_t wg = tune.wg ? tune.wg : ln.sg ? std::min<uint32_t>(8 * lpr, 256) : 64;
   const uint32_t r = mode ? 4 : tune.rows ? tune.rows : nt <= 2 ? 4 : 2;
   if (nt < 1 || nt > 8 || (r != 1 && r != 2 && r != 4) || r * nt > 32 || wg < lpr || wg % lpr ||
       (wg & (wg - 1)) || wg > ctx.info().max_workgroup_invocations)
@@ -229,6 +253,9 @@ Result<GpuWeightBuffers> upload_weight(Context& ctx, const WeightMatrix& w) {
 namespace ops {
 
 const char* matmul_kernel(const Context& ctx, int64_t ldx, int64_t n, const GpuWeight& w, Precision p) {
+  if (p == Precision::fast && coopmat_usable(ctx) && w.dtype == DType::q4 && w.words_per_row() % 4 == 0 &&
+      ldx % 4 == 0 && n >= coop_q4_min_tokens())
+    return "mmq4_coop";
   if (p == Precision::fast && n >= kCoopmatMinTokens && coopmat_usable(ctx)) return "matmul_coopmat";
   if (matvec_fits(ldx, w)) return "matvec";
   return "matmul";
@@ -279,8 +306,10 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
     return errorf("vulkan matmul: [%lld x %lld] x [%lld tokens] exceeds 32-bit indexing", (long long)w.rows,
                   (long long)w.cols, (long long)n);
   const bool fused = f.norm.valid() || f.silu_offset > 0 || f.accumulate || f.silu_pairs || f.rope;
-  if (fused && std::string(matmul_kernel(ctx, ldx, n, w, p)) != "matvec")
-    return errorf("vulkan matmul: fused input/output ops need the matvec kernel (see matmul_kernel)");
+  const std::string kern = matmul_kernel(ctx, ldx, n, w, p);
+  if (fused && kern != "matvec" && !(kern == "mmq4_coop" && f.accumulate && !f.norm.valid() && f.silu_offset <= 0 &&
+                                     !f.silu_pairs && !f.rope))
+    return errorf("vulkan matmul: fused input/output ops need the matvec kernel (mmq4_coop: accumulate only)");
   if (f.norm.valid() && f.silu_offset > 0) return errorf("vulkan matmul: rmsnorm and silu_mul fusions exclude each other");
   if (f.silu_offset > 0 && (w.quantized() ? f.silu_offset % 4 : 0))
     return errorf("vulkan matmul: silu_mul offset %lld not a multiple of 4", (long long)f.silu_offset);
@@ -348,6 +377,33 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
     return cl.dispatch(**pipe, {w.data, sc, bi, x, y, f.norm.valid() ? f.norm : x}, mp, gx, 1, gz);
   }
   pc.row_units = w.quantized() ? uint32_t(w.words_per_row()) : 0;
+  if (which == "mmq4_coop") {
+    // Tiles by token count: small blocks (batched decode) take 64-row tiles of 16/32/64 tokens,
+    // prefill 128 x 128 (64 x 128 when that leaves fewer than ~2 workgroups per multiprocessor).
+    const CoopTuning& e = coop_env();
+    uint32_t bm = 64, bn = 16, wg = 128, wm = 4;
+    if (n > 64) {
+      bm = 128, bn = 128, wg = 256, wm = 2;
+      if (detail::ceil_div(uint64_t(w.rows), 128) * detail::ceil_div(uint64_t(n), 128) < 264) bm = 64, wg = 128, wm = 2;
+    } else if (n > 32) {
+      bn = 64, wm = 2;
+    } else if (n > 16) {
+      bn = 32;
+    }
+    if (e.bm) bm = e.bm, bn = e.bn, wg = e.wg, wm = e.wm;
+    const uint32_t nw = wg / 32, wn = wm ? nw / std::max<uint32_t>(wm, 1) : 0;
+    const uint64_t smem = (2ull * bm + 2ull * bn) * 5 * 16 + uint64_t(nw) * 1024;
+    if (wg % 32 || wg > 256 || bm > wg || !wm || nw % wm || bm % (16 * wm) || bn % (16 * wn) || bm / wm > 64 ||
+        bn / wn > 64 || bn * 4 > 4 * wg || smem > ctx.info().max_shared_memory)
+      return errorf("vulkan matmul (mmq4_coop): bad tiles (bm %u, bn %u, wg %u, wm %u)", bm, bn, wg, wm);
+    auto pipe = ctx.pipelines().get(kMmq4Coop, {wg, bm, bn, wm, uint32_t(st), group, f.accumulate ? 1u : 0u});
+    if (!pipe.ok()) return std::move(pipe).take_error();
+    uint32_t gx, gz;
+    PENSIEVE_TRY(detail::fold_grid(ctx, detail::ceil_div(uint64_t(w.rows), bm), &gx, &gz));
+    uint64_t gy = detail::ceil_div(uint64_t(n), bn);
+    if (gy > ctx.info().max_workgroup_count[1]) return errorf("vulkan matmul: %lld tokens exceed the grid", (long long)n);
+    return cl.dispatch(**pipe, {w.data, sc, bi, x, y}, pc, gx, uint32_t(gy), gz);
+  }
   bool coop = which == "matmul_coopmat";
   auto pipe = ctx.pipelines().get(coop ? kMatmulCoop : kMatmul, {coop ? 128u : 256u, 0, 0, *wt, st, group});
   if (!pipe.ok()) return std::move(pipe).take_error();
