@@ -51,7 +51,9 @@ void ThreadPool::run_chunks() {
 }
 
 void ThreadPool::worker_loop() {
-  uint32_t seen = generation_.load(std::memory_order_acquire);
+  // Generation 0 is the constructor's: reading generation_ here instead would miss a job
+  // published before this thread got to run (parallel_for would then wait for it forever).
+  uint32_t seen = 0;
   for (;;) {
     uint32_t g;
     int spins = 0;
