@@ -31,4 +31,8 @@ void bf16_to_f32_ref(float* dst, const uint16_t* src, int64_t i0, int64_t i1) {
   for (int64_t i = i0; i < i1; ++i) dst[i] = bf16_to_f32(src[i]);
 }
 
+void f32_to_bf16_ref(uint16_t* dst, const float* src, int64_t i0, int64_t i1) {
+  for (int64_t i = i0; i < i1; ++i) dst[i] = f32_to_bf16(src[i]);
+}
+
 }  // namespace pensieve
