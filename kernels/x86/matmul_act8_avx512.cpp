@@ -1,0 +1,198 @@
+// Quantized W (q4 / q8) × int8 activations, the "fast" precision, AVX-512 VNNI (vpdpbusd:
+// unsigned weight bytes × signed activation bytes, 4 products summed into each int32 lane).
+//
+// Lanes, q4. A 64-byte load of a row holds 128 values; byte p holds value 2p (low nibble) and
+// 2p+1 (high nibble). AND 0x0F gives the even values, a 16-bit shift by 4 then AND the odd
+// ones, each as 64 unsigned bytes. quantize_act stores each 128-value chunk of x as its 64
+// even values then its 64 odd values, so two vpdpbusd give lane i = Σ q·x over values 8i..8i+7.
+// A last chunk of m < 128 values keeps the same split with m/2 bytes per half (masked loads).
+// q8: weights are bytes already (value p = byte p); x stays in natural order, chunks of 64
+// values, lane i = values 4i..4i+3.
+// Either way a lane lies inside one activation block (32 values) and one weight group, so
+// per output and chunk: acc += cvt(isum) ⊙ (scale lanes ⊙ d lanes), and at the end
+// y = Σ lanes of (acc + Σ_g bias_g · gsum_g). The sequence per output is fixed, whatever tile
+// (and so whatever batch or row split) computes it.
+#include <algorithm>
+
+#include "kernels/x86/simd_avx512.h"
+#include "kernels/x86/x86.h"
+
+namespace pensieve {
+namespace {
+
+constexpr int64_t kL2Bytes = 256 * 1024;  // activation bytes per token block
+
+inline __mmask64 first_bytes(int64_t n) { return n >= 64 ? ~__mmask64(0) : (__mmask64(1) << n) - 1; }
+
+struct Lanes {
+  int64_t groups;     // weight groups per row
+  int group;          // group size
+  int64_t blocks;     // activation blocks per row
+  __m512i group_idx;  // lane -> weight group within the chunk
+  __m512i block_idx;  // lane -> activation block within the chunk
+};
+
+template <int Bits, DType S, int R, int T>
+void tile(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, const int64_t (&rows)[R], int n_rows,
+          int64_t t0, const Lanes& ln) {
+  constexpr int P = Bits == 4 ? 128 : 64;  // values per chunk
+  const int64_t cols = w.cols;
+  const __m512i nib = _mm512_set1_epi8(0x0f);
+  __m512 acc[R][T];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
+  const uint8_t* wrow[R];
+  for (int r = 0; r < R; ++r) wrow[r] = reinterpret_cast<const uint8_t*>(w.row_words(rows[r]));
+  for (int64_t c0 = 0; c0 < cols; c0 += P) {
+    const int m = int(std::min<int64_t>(P, cols - c0));
+    const int half = Bits == 4 ? m / 2 : m;  // bytes per load
+    const __mmask64 bm = first_bytes(half);
+    const __mmask16 gm = first_lanes16(std::max(1, m / ln.group));
+    const __mmask16 dm = first_lanes16(m / kActBlock);
+    __m512i lo[R], hi[R];
+    __m512 s[R];
+    for (int r = 0; r < R; ++r) {
+      __m512i v = _mm512_maskz_loadu_epi8(bm, wrow[r] + c0 * Bits / 8);
+      if constexpr (Bits == 4) {
+        lo[r] = _mm512_and_si512(v, nib);
+        hi[r] = _mm512_and_si512(_mm512_srli_epi16(v, 4), nib);
+      } else {
+        lo[r] = v;
+      }
+      s[r] = _mm512_permutexvar_ps(ln.group_idx, load_scalars<S>(w.scales, rows[r] * ln.groups + c0 / ln.group, gm));
+    }
+    for (int t = 0; t < T; ++t) {
+      const int8_t* xq = a.q + (t0 + t) * cols + c0;
+      const __m512 d = _mm512_permutexvar_ps(ln.block_idx, _mm512_maskz_loadu_ps(dm, a.d + (t0 + t) * ln.blocks + c0 / kActBlock));
+      const __m512i xlo = _mm512_maskz_loadu_epi8(bm, xq);
+      if constexpr (Bits == 4) {
+        const __m512i xhi = _mm512_maskz_loadu_epi8(bm, xq + half);
+        for (int r = 0; r < R; ++r) {
+          __m512i isum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo[r], xlo);
+          isum = _mm512_dpbusd_epi32(isum, hi[r], xhi);
+          acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(s[r], d), acc[r][t]);
+        }
+      } else {
+        for (int r = 0; r < R; ++r) {
+          __m512i isum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo[r], xlo);
+          acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(s[r], d), acc[r][t]);
+        }
+      }
+    }
+  }
+  for (int r = 0; r < n_rows; ++r) {
+    for (int t = 0; t < T; ++t) {
+      __m512 bacc = _mm512_setzero_ps();
+      const float* gs = a.gsum + (t0 + t) * ln.groups;
+      for (int64_t k = 0; k < ln.groups; k += 16) {
+        const __mmask16 km = first_lanes16(ln.groups - k);
+        bacc = _mm512_fmadd_ps(load_scalars<S>(w.biases, rows[r] * ln.groups + k, km), _mm512_maskz_loadu_ps(km, gs + k), bacc);
+      }
+      y[(t0 + t) * ldy + rows[r]] = hsum(_mm512_add_ps(acc[r][t], bacc));
+    }
+  }
+}
+
+template <int Bits, DType S, int R, int T>
+void tile_at(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, int64_t r, int64_t r1, int64_t t0,
+             const Lanes& ln) {
+  int64_t rows[R];
+  for (int i = 0; i < R; ++i) rows[i] = std::min(r + i, r1 - 1);
+  tile<Bits, S, R, T>(y, ldy, a, w, rows, int(std::min<int64_t>(R, r1 - r)), t0, ln);
+}
+
+template <int Bits, DType S>
+void matmul_impl(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, int64_t r0, int64_t r1) {
+  constexpr int V = Bits == 4 ? 8 : 4;  // values per int32 lane
+  Lanes ln;
+  ln.groups = w.groups_per_row();
+  ln.group = w.group_size;
+  ln.blocks = w.cols / kActBlock;
+  alignas(64) int32_t gi[16], bi[16];
+  for (int i = 0; i < 16; ++i) {
+    gi[i] = V * i / ln.group;
+    bi[i] = V * i / kActBlock;
+  }
+  ln.group_idx = _mm512_load_si512(gi);
+  ln.block_idx = _mm512_load_si512(bi);
+  constexpr int R = 4, T = 4;
+  const int64_t block = std::max<int64_t>(T, kL2Bytes / w.cols / T * T);
+  for (int64_t b0 = 0; b0 < a.n; b0 += block) {
+    const int64_t b1 = std::min(a.n, b0 + block);
+    for (int64_t r = r0; r < r1; r += R) {
+      int64_t t = b0;
+      for (; t + T <= b1; t += T) tile_at<Bits, S, R, T>(y, ldy, a, w, r, r1, t, ln);
+      switch (b1 - t) {
+        case 3: tile_at<Bits, S, R, 3>(y, ldy, a, w, r, r1, t, ln); break;
+        case 2: tile_at<Bits, S, R, 2>(y, ldy, a, w, r, r1, t, ln); break;
+        case 1: tile_at<Bits, S, R, 1>(y, ldy, a, w, r, r1, t, ln); break;
+        default: break;
+      }
+    }
+  }
+}
+
+// One block of 32 values: d, id = 1/d, q = x·id rounded half to even (the MXCSR default, as
+// the reference's nearbyint/lrint), returned as two int32 vectors (values 0..15, 16..31).
+inline float quantize_block(const float* x, __m512i& q0, __m512i& q1) {
+  const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+  const float amax = hmax(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+  const float d = amax / 127.0f;
+  const __m512 id = _mm512_set1_ps(d != 0 ? 1.0f / d : 0.0f);
+  q0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, id));
+  q1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, id));
+  return d;
+}
+
+template <int Bits>
+void quantize_impl(ActQ8& a, const float* x, int64_t ldx, int64_t t0, int64_t t1) {
+  constexpr int P = Bits == 4 ? 128 : 64;
+  const int64_t cols = a.cols, blocks = cols / kActBlock, groups = cols / a.group_size;
+  const int bpg = a.group_size / kActBlock;
+  // Even / odd int32 lanes of a pair of vectors (q4's two halves).
+  const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  for (int64_t t = t0; t < t1; ++t) {
+    const float* xs = x + t * ldx;
+    int8_t* qd = a.q + t * cols;
+    float gsum = 0;
+    for (int64_t b = 0; b < blocks; ++b) {
+      __m512i q0, q1;
+      const float d = quantize_block(xs + b * kActBlock, q0, q1);
+      a.d[t * blocks + b] = d;
+      gsum += d * float(_mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1)));
+      if ((b + 1) % bpg == 0) {
+        a.gsum[t * groups + b / bpg] = gsum;
+        gsum = 0;
+      }
+      const int64_t c = b * kActBlock, c0 = c / P * P;
+      if constexpr (Bits == 4) {
+        const int64_t half = std::min<int64_t>(P, cols - c0) / 2;
+        const int64_t k = (c - c0) / 2;  // position of this block's first even value in its half
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(qd + c0 + k), _mm512_cvtsepi32_epi8(_mm512_permutex2var_epi32(q0, even, q1)));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(qd + c0 + half + k), _mm512_cvtsepi32_epi8(_mm512_permutex2var_epi32(q0, odd, q1)));
+      } else {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(qd + c), _mm512_cvtsepi32_epi8(q0));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(qd + c + 16), _mm512_cvtsepi32_epi8(q1));
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void quantize_act_avx512(ActQ8& a, const float* x, int64_t ldx, int64_t t0, int64_t t1) {
+  if (a.bits == 4) quantize_impl<4>(a, x, ldx, t0, t1);
+  else quantize_impl<8>(a, x, ldx, t0, t1);
+}
+
+void matmul_act8_avx512(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, int64_t r0, int64_t r1) {
+  const bool q4 = w.dtype == DType::q4;
+  switch (w.scale_dtype) {
+    case DType::f16: return q4 ? matmul_impl<4, DType::f16>(y, ldy, a, w, r0, r1) : matmul_impl<8, DType::f16>(y, ldy, a, w, r0, r1);
+    case DType::bf16: return q4 ? matmul_impl<4, DType::bf16>(y, ldy, a, w, r0, r1) : matmul_impl<8, DType::bf16>(y, ldy, a, w, r0, r1);
+    default: return q4 ? matmul_impl<4, DType::f32>(y, ldy, a, w, r0, r1) : matmul_impl<8, DType::f32>(y, ldy, a, w, r0, r1);
+  }
+}
+
+}  // namespace pensieve

@@ -1,0 +1,175 @@
+// Quantized W (q4 / q8) × f32 activations, the "exact" precision, AVX-512.
+//
+// Lanes. A 64-byte load of a row holds 16 words; lane i is word i, which holds V = 32/bits
+// values: value V·i + j sits in bits j·bits of the word. So one chunk is P = 16·V values (128 for
+// q4, 64 for q8). Value j of every lane is decoded by one AND with mask << (bits·j), which leaves
+// q·2^(bits·j) as an exact integer below 2^28, converted exactly to f32; the last value (j = V−1)
+// is a shift instead, so the sign bit never matters. prepare_act stores each chunk of x as V
+// vectors X_j with X_j[i] = x[V·i + j] · 2^(−bits·j) (X_{V−1} unscaled): products are exact
+// powers-of-two rescalings of q·x, so nothing is lost and no shift is needed per weight.
+// A last chunk of m < P values (cols is a multiple of 32) uses L = m/V lanes (masked loads) and
+// vectors X_j of L values.
+//
+// Per output (token t, row r) and chunk: dot = Σ_j cvt(q_j) · X_j (lane-wise FMAs in j order);
+// acc += dot ⊙ scale lanes (lane i gets the scale of the group holding its values). At the end
+// y = Σ lanes of (acc + Σ_g bias_g · gsum_g), with the bias term vectorised over groups. Every
+// output runs exactly this sequence whatever the tile it is computed in, so results do not
+// depend on batch size, position in the batch or row split.
+#include <algorithm>
+
+#include "kernels/x86/simd_avx512.h"
+#include "kernels/x86/x86.h"
+
+namespace pensieve {
+namespace {
+
+constexpr int64_t kL2Bytes = 256 * 1024;  // activation bytes per token block (half of a 1 MiB L2)
+
+template <int Bits>
+constexpr float x_scale(int j) {  // 2^(−bits·j) for j < V − 1, else 1
+  constexpr int V = 32 / Bits;
+  return j == V - 1 ? 1.0f : 1.0f / float(1u << (Bits * j));
+}
+
+template <int Bits, int J>
+inline __m512 decode(__m512i w) {
+  constexpr int V = 32 / Bits;
+  if constexpr (J == V - 1) return _mm512_cvtepi32_ps(_mm512_srli_epi32(w, Bits * J));
+  else return _mm512_cvtepi32_ps(_mm512_and_si512(w, _mm512_set1_epi32(int(((1u << Bits) - 1) << (Bits * J)))));
+}
+
+// Per call: which group each lane of a chunk reads (lane i holds values V·i .. V·i+V−1 of the
+// chunk, and a chunk starts on a group boundary or, for q8 with group 128, inside one group).
+struct Groups {
+  int64_t per_row;   // groups per row
+  int size;          // group size
+  __m512i lane_idx;  // lane i -> group index within the chunk
+};
+
+template <int Bits, DType S, int R, int T, int J = 0>
+inline void chunk_dots(__m512 (&dot)[R][T], const __m512i (&wv)[R], const float* x, int64_t cols, int L, __mmask16 lm) {
+  if constexpr (J < 32 / Bits) {
+    __m512 xv[T];
+    for (int t = 0; t < T; ++t) xv[t] = _mm512_maskz_loadu_ps(lm, x + t * cols + J * L);
+    for (int r = 0; r < R; ++r) {
+      __m512 wf = decode<Bits, J>(wv[r]);
+      for (int t = 0; t < T; ++t) dot[r][t] = _mm512_fmadd_ps(wf, xv[t], dot[r][t]);
+    }
+    chunk_dots<Bits, S, R, T, J + 1>(dot, wv, x, cols, L, lm);
+  }
+}
+
+// Outputs y[t0 + t, rows[r]] for t < T, r < R (rows may repeat to fill a tile; repeats are
+// computed identically and stored once).
+template <int Bits, DType S, int R, int T>
+void tile(float* y, int64_t ldy, const ActF32& a, const WeightMatrix& w, const int64_t (&rows)[R], int n_rows,
+          int64_t t0, const Groups& g) {
+  constexpr int V = 32 / Bits, P = 16 * V;
+  const int64_t cols = w.cols;
+  __m512 acc[R][T];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
+  const float* xt = a.x + t0 * cols;
+  for (int64_t c0 = 0; c0 < cols; c0 += P) {
+    const int m = int(std::min<int64_t>(P, cols - c0));
+    const int L = m / V;
+    const __mmask16 lm = first_lanes16(L);
+    __m512i wv[R];
+    for (int r = 0; r < R; ++r) wv[r] = _mm512_maskz_loadu_epi32(lm, w.row_words(rows[r]) + c0 / V);
+    __m512 dot[R][T];
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < T; ++t) dot[r][t] = _mm512_setzero_ps();
+    chunk_dots<Bits, S, R, T>(dot, wv, xt + c0, cols, L, lm);
+    const int64_t g0 = c0 / g.size;
+    const __mmask16 gm = first_lanes16(std::max(1, m / g.size));
+    for (int r = 0; r < R; ++r) {
+      __m512 s = _mm512_permutexvar_ps(g.lane_idx, load_scalars<S>(w.scales, rows[r] * g.per_row + g0, gm));
+      for (int t = 0; t < T; ++t) acc[r][t] = _mm512_fmadd_ps(dot[r][t], s, acc[r][t]);
+    }
+  }
+  for (int r = 0; r < n_rows; ++r) {
+    for (int t = 0; t < T; ++t) {
+      __m512 bacc = _mm512_setzero_ps();
+      const float* gs = a.gsum + (t0 + t) * g.per_row;
+      for (int64_t k = 0; k < g.per_row; k += 16) {
+        const __mmask16 km = first_lanes16(g.per_row - k);
+        bacc = _mm512_fmadd_ps(load_scalars<S>(w.biases, rows[r] * g.per_row + k, km), _mm512_maskz_loadu_ps(km, gs + k), bacc);
+      }
+      y[(t0 + t) * ldy + rows[r]] = hsum(_mm512_add_ps(acc[r][t], bacc));
+    }
+  }
+}
+
+template <int Bits, DType S, int R, int T>
+void row_tiles(float* y, int64_t ldy, const ActF32& a, const WeightMatrix& w, int64_t r0, int64_t r1, int64_t t0,
+               const Groups& g) {
+  for (int64_t r = r0; r < r1; r += R) {
+    int64_t rows[R];
+    for (int i = 0; i < R; ++i) rows[i] = std::min(r + i, r1 - 1);
+    tile<Bits, S, R, T>(y, ldy, a, w, rows, int(std::min<int64_t>(R, r1 - r)), t0, g);
+  }
+}
+
+template <int Bits, DType S>
+void matmul_q_impl(float* y, int64_t ldy, const ActF32& a, const WeightMatrix& w, int64_t r0, int64_t r1) {
+  constexpr int V = 32 / Bits;
+  Groups g;
+  g.per_row = w.groups_per_row();
+  g.size = w.group_size;
+  alignas(64) int32_t idx[16];
+  for (int i = 0; i < 16; ++i) idx[i] = V * i / g.size;
+  g.lane_idx = _mm512_load_si512(idx);
+  if (a.n == 1) {  // decode: one token, more rows in flight
+    row_tiles<Bits, S, 8, 1>(y, ldy, a, w, r0, r1, 0, g);
+    return;
+  }
+  // Token blocks whose activations stay in L2 while every row of [r0, r1) streams past them.
+  const int64_t block = std::max<int64_t>(2, kL2Bytes / (w.cols * 4) / 2 * 2);
+  for (int64_t b0 = 0; b0 < a.n; b0 += block) {
+    const int64_t b1 = std::min(a.n, b0 + block);
+    for (int64_t r = r0; r < r1; r += 4) {
+      const int64_t re = std::min(r + 4, r1);
+      int64_t t = b0;
+      for (; t + 2 <= b1; t += 2) row_tiles<Bits, S, 4, 2>(y, ldy, a, w, r, re, t, g);
+      if (t < b1) row_tiles<Bits, S, 4, 1>(y, ldy, a, w, r, re, t, g);
+    }
+  }
+}
+
+template <int Bits>
+void prepare_impl(ActF32& a, const float* x, int64_t ldx, int64_t t0, int64_t t1) {
+  constexpr int V = 32 / Bits, P = 16 * V;
+  const int64_t cols = a.cols, groups = cols / a.group_size;
+  for (int64_t t = t0; t < t1; ++t) {
+    const float* xs = x + t * ldx;
+    float* xd = a.x + t * cols;
+    for (int64_t c0 = 0; c0 < cols; c0 += P) {
+      const int L = int(std::min<int64_t>(P, cols - c0)) / V;
+      for (int i = 0; i < L; ++i)
+        for (int j = 0; j < V; ++j) xd[c0 + j * L + i] = xs[c0 + V * i + j] * x_scale<Bits>(j);
+    }
+    for (int64_t gi = 0; gi < groups; ++gi) {  // group sizes are multiples of 16
+      __m512 s = _mm512_setzero_ps();
+      for (int64_t c = gi * a.group_size; c < (gi + 1) * a.group_size; c += 16) s = _mm512_add_ps(s, _mm512_loadu_ps(xs + c));
+      a.gsum[t * groups + gi] = hsum(s);
+    }
+  }
+}
+
+}  // namespace
+
+void prepare_act_avx512(ActF32& a, const float* x, int64_t ldx, int64_t t0, int64_t t1) {
+  if (a.bits == 4) prepare_impl<4>(a, x, ldx, t0, t1);
+  else prepare_impl<8>(a, x, ldx, t0, t1);
+}
+
+void matmul_q_avx512(float* y, int64_t ldy, const ActF32& a, const WeightMatrix& w, int64_t r0, int64_t r1) {
+  const bool q4 = w.dtype == DType::q4;
+  switch (w.scale_dtype) {
+    case DType::f16: return q4 ? matmul_q_impl<4, DType::f16>(y, ldy, a, w, r0, r1) : matmul_q_impl<8, DType::f16>(y, ldy, a, w, r0, r1);
+    case DType::bf16: return q4 ? matmul_q_impl<4, DType::bf16>(y, ldy, a, w, r0, r1) : matmul_q_impl<8, DType::bf16>(y, ldy, a, w, r0, r1);
+    default: return q4 ? matmul_q_impl<4, DType::f32>(y, ldy, a, w, r0, r1) : matmul_q_impl<8, DType::f32>(y, ldy, a, w, r0, r1);
+  }
+}
+
+}  // namespace pensieve
