@@ -20,24 +20,31 @@ void tile(float* y, int64_t ldy, const float* x, int64_t ldx, const WeightMatrix
           int n_rows, int64_t t0) {
   const int64_t cols = w.cols;
   __m512 acc[R][T];
+  PENSIEVE_UNROLL
   for (int r = 0; r < R; ++r)
+    PENSIEVE_UNROLL
     for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
   for (int64_t c = 0; c < cols; c += 16) {
     const __mmask16 m = first_lanes16(cols - c);
     __m512 wv[R];
+    PENSIEVE_UNROLL
     for (int r = 0; r < R; ++r) wv[r] = load_w<D>(w.data, rows[r] * cols + c, m);
+    PENSIEVE_UNROLL
     for (int t = 0; t < T; ++t) {
       const __m512 xv = _mm512_maskz_loadu_ps(m, x + (t0 + t) * ldx + c);
+      PENSIEVE_UNROLL
       for (int r = 0; r < R; ++r) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
     }
   }
   for (int r = 0; r < n_rows; ++r)
+    PENSIEVE_UNROLL
     for (int t = 0; t < T; ++t) y[(t0 + t) * ldy + rows[r]] = hsum(acc[r][t]);
 }
 
 template <DType D, int R, int T>
 void tile_at(float* y, int64_t ldy, const float* x, int64_t ldx, const WeightMatrix& w, int64_t r, int64_t r1, int64_t t0) {
   int64_t rows[R];
+  PENSIEVE_UNROLL
   for (int i = 0; i < R; ++i) rows[i] = std::min(r + i, r1 - 1);
   tile<D, R, T>(y, ldy, x, ldx, w, rows, int(std::min<int64_t>(R, r1 - r)), t0);
 }

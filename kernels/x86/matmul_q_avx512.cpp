@@ -43,6 +43,7 @@ inline __m512 decode(__m512i w) {
 struct Groups {
   int64_t per_row;   // groups per row
   int size;          // group size
+  int shift;         // log2(size): shifts, not divisions, in the chunk loop
   __m512i lane_idx;  // lane i -> group index within the chunk
 };
 
@@ -50,9 +51,12 @@ template <int Bits, DType S, int R, int T, int J = 0>
 inline void chunk_dots(__m512 (&dot)[R][T], const __m512i (&wv)[R], const float* x, int64_t cols, int L, __mmask16 lm) {
   if constexpr (J < 32 / Bits) {
     __m512 xv[T];
+    PENSIEVE_UNROLL
     for (int t = 0; t < T; ++t) xv[t] = _mm512_maskz_loadu_ps(lm, x + t * cols + J * L);
+    PENSIEVE_UNROLL
     for (int r = 0; r < R; ++r) {
       __m512 wf = decode<Bits, J>(wv[r]);
+      PENSIEVE_UNROLL
       for (int t = 0; t < T; ++t) dot[r][t] = _mm512_fmadd_ps(wf, xv[t], dot[r][t]);
     }
     chunk_dots<Bits, S, R, T, J + 1>(dot, wv, x, cols, L, lm);
@@ -67,7 +71,9 @@ void tile(float* y, int64_t ldy, const ActF32& a, const WeightMatrix& w, const i
   constexpr int V = 32 / Bits, P = 16 * V;
   const int64_t cols = w.cols;
   __m512 acc[R][T];
+  PENSIEVE_UNROLL
   for (int r = 0; r < R; ++r)
+    PENSIEVE_UNROLL
     for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
   const float* xt = a.x + t0 * cols;
   for (int64_t c0 = 0; c0 < cols; c0 += P) {
@@ -75,19 +81,25 @@ void tile(float* y, int64_t ldy, const ActF32& a, const WeightMatrix& w, const i
     const int L = m / V;
     const __mmask16 lm = first_lanes16(L);
     __m512i wv[R];
+    PENSIEVE_UNROLL
     for (int r = 0; r < R; ++r) wv[r] = _mm512_maskz_loadu_epi32(lm, w.row_words(rows[r]) + c0 / V);
     __m512 dot[R][T];
+    PENSIEVE_UNROLL
     for (int r = 0; r < R; ++r)
+      PENSIEVE_UNROLL
       for (int t = 0; t < T; ++t) dot[r][t] = _mm512_setzero_ps();
     chunk_dots<Bits, S, R, T>(dot, wv, xt + c0, cols, L, lm);
-    const int64_t g0 = c0 / g.size;
-    const __mmask16 gm = first_lanes16(std::max(1, m / g.size));
+    const int64_t g0 = c0 >> g.shift;
+    const __mmask16 gm = first_lanes16(std::max(1, m >> g.shift));
+    PENSIEVE_UNROLL
     for (int r = 0; r < R; ++r) {
       __m512 s = _mm512_permutexvar_ps(g.lane_idx, load_scalars<S>(w.scales, rows[r] * g.per_row + g0, gm));
+      PENSIEVE_UNROLL
       for (int t = 0; t < T; ++t) acc[r][t] = _mm512_fmadd_ps(dot[r][t], s, acc[r][t]);
     }
   }
   for (int r = 0; r < n_rows; ++r) {
+    PENSIEVE_UNROLL
     for (int t = 0; t < T; ++t) {
       __m512 bacc = _mm512_setzero_ps();
       const float* gs = a.gsum + (t0 + t) * g.per_row;
@@ -105,6 +117,7 @@ void row_tiles(float* y, int64_t ldy, const ActF32& a, const WeightMatrix& w, in
                const Groups& g) {
   for (int64_t r = r0; r < r1; r += R) {
     int64_t rows[R];
+    PENSIEVE_UNROLL
     for (int i = 0; i < R; ++i) rows[i] = std::min(r + i, r1 - 1);
     tile<Bits, S, R, T>(y, ldy, a, w, rows, int(std::min<int64_t>(R, r1 - r)), t0, g);
   }
@@ -116,6 +129,7 @@ void matmul_q_impl(float* y, int64_t ldy, const ActF32& a, const WeightMatrix& w
   Groups g;
   g.per_row = w.groups_per_row();
   g.size = w.group_size;
+  g.shift = __builtin_ctz(unsigned(w.group_size));
   alignas(64) int32_t idx[16];
   for (int i = 0; i < 16; ++i) idx[i] = V * i / g.size;
   g.lane_idx = _mm512_load_si512(idx);

@@ -9,6 +9,10 @@
 
 #include "kernels/kernels.h"
 
+// Fully unrolls the small loops over a tile's rows and tokens, so per-output accumulators
+// live in registers (GCC keeps arrays indexed by a rolled loop in memory).
+#define PENSIEVE_UNROLL _Pragma("GCC unroll 16")
+
 namespace pensieve {
 namespace {
 
@@ -36,6 +40,11 @@ inline __m512 load_scalars(const void* base, int64_t i, __mmask16 m) {
   if constexpr (S == DType::f16) return load_f16(static_cast<const uint16_t*>(base) + i, m);
   else if constexpr (S == DType::bf16) return load_bf16(static_cast<const uint16_t*>(base) + i, m);
   else return _mm512_maskz_loadu_ps(m, static_cast<const float*>(base) + i);
+}
+
+template <DType S>
+inline const void* scalars_at(const void* base, int64_t i) {
+  return static_cast<const char*>(base) + i * (S == DType::f32 ? 4 : 2);
 }
 
 // e^x for 16 lanes (Cephes expf: x = n·ln2 + r, |r| <= ln2/2, degree-6 polynomial, then
