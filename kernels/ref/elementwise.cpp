@@ -9,9 +9,7 @@ namespace pensieve {
 void silu_mul_ref(float* out, const float* gu, int64_t ffn, int64_t t0, int64_t t1) {
   for (int64_t t = t0; t < t1; ++t) {
     const float* g = gu + t * 2 * ffn;
-    const float* u = g + ffn;
-    float* o = out + t * ffn;
-    for (int64_t i = 0; i < ffn; ++i) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+    silu_mul_range_ref(out + t * ffn, g, g + ffn, 0, ffn);
   }
 }
 

@@ -25,4 +25,13 @@ void f32_to_f16_ref(uint16_t* dst, const float* src, int64_t i0, int64_t i1);
 void bf16_to_f32_ref(float* dst, const uint16_t* src, int64_t i0, int64_t i1);
 void f32_to_bf16_ref(uint16_t* dst, const float* src, int64_t i0, int64_t i1);
 
+
+// Scalar helpers for the SIMD kernels' tails (kernels/ref/tails.cpp), each in element order.
+float sum_squares_ref(const float* x, int64_t i0, int64_t i1);                                // Σ x[i]²
+void rmsnorm_scale_ref(float* y, const float* x, const float* w, float inv, int64_t i0, int64_t i1);  // y = x·inv·w
+void rope_pairs_ref(float* v, const float* c, const float* s, int half, int i0, int i1);      // rope_ref's pairs i0..i1
+void silu_mul_range_ref(float* out, const float* g, const float* u, int64_t i0, int64_t i1);  // silu(g)·u
+float dot_dense_ref(const void* w, DType dtype, const float* x, int64_t i0, int64_t i1);      // Σ w[i]·x[i]
+void load_f32_ref(float* dst, const void* src, DType dtype, int64_t i0, int64_t i1);         // dst[i] = (float) src[i]
+
 }  // namespace pensieve

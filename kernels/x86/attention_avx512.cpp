@@ -10,9 +10,6 @@
 // and at the end out = acc / l. A pair skips tiles where it sees no key, and invisible keys
 // inside a tile do not touch its sums, so a query gives the same bits alone (decode), inside
 // any prefill chunk, or next to other heads and sequences.
-#include <algorithm>
-#include <cmath>
-
 #include "kernels/x86/simd_avx512.h"
 #include "kernels/x86/x86.h"
 
@@ -47,7 +44,7 @@ void attention_impl(float* out, const float* q, const AttnSeq& seq, const KvLaye
   float* op[kPairs];
   const int64_t n_pairs = (i1 - i0) * group;
   for (int64_t pt = 0; pt < n_pairs; pt += kPairs) {
-    const int np = int(std::min<int64_t>(kPairs, n_pairs - pt));
+    const int np = int(imin(kPairs, n_pairs - pt));
     int64_t lo_min = INT64_MAX, hi_max = -1;
     for (int k = 0; k < np; ++k) {
       const int64_t i = i0 + (pt + k) / group;
@@ -55,16 +52,16 @@ void attention_impl(float* out, const float* q, const AttnSeq& seq, const KvLaye
       const int64_t pos = seq.pos0 + i;
       hi[k] = pos;
       lo[k] = p.window > 0 && pos - p.window + 1 > 0 ? pos - p.window + 1 : 0;
-      lo_min = std::min(lo_min, lo[k]);
-      hi_max = std::max(hi_max, hi[k]);
+      lo_min = imin(lo_min, lo[k]);
+      hi_max = imax(hi_max, hi[k]);
       qp[k] = q + (seq.q_begin + i) * p.q_stride + int64_t(h) * hd;
       op[k] = out + (seq.q_begin + i) * p.out_stride + int64_t(h) * hd;
-      m_run[k] = -INFINITY;
+      m_run[k] = -kInf;
       l_run[k] = 0;
       for (int d = 0; d < nv * 16; d += 16) _mm512_store_ps(acc[k] + d, _mm512_setzero_ps());
     }
     for (int64_t j0 = lo_min / kTile * kTile; j0 <= hi_max; j0 += kTile) {
-      const int64_t ja = std::max(j0, lo_min), jb = std::min(j0 + kTile - 1, hi_max);
+      const int64_t ja = imax(j0, lo_min), jb = imin(j0 + kTile - 1, hi_max);
       for (int64_t j = ja; j <= jb; ++j) {
         const int64_t off = int64_t(seq.block_table[j / kv.block_size]) * kv.block_stride + kh * kv.head_stride +
                             (j % kv.block_size) * hd;
@@ -72,7 +69,7 @@ void attention_impl(float* out, const float* q, const AttnSeq& seq, const KvLaye
         load_row<KV>(vbuf[j - j0], kv.v, off, hd);
       }
       for (int k = 0; k < np; ++k) {
-        const int a = int(std::max(ja, lo[k]) - j0), b = int(std::min(jb, hi[k]) - j0);  // visible lanes [a, b]
+        const int a = int(imax(ja, lo[k]) - j0), b = int(imin(jb, hi[k]) - j0);  // visible lanes [a, b]
         if (a > b) continue;
         __m512 qv[kMaxHeadDim / 16];
         for (int v = 0; v < nv; ++v) qv[v] = _mm512_maskz_loadu_ps(first_lanes16(hd - v * 16), qp[k] + v * 16);
@@ -82,8 +79,8 @@ void attention_impl(float* out, const float* q, const AttnSeq& seq, const KvLaye
           scores[j] = hsum(s) * p.scale;
         }
         const __mmask16 vis = __mmask16(((1u << (b + 1)) - 1) & ~((1u << a) - 1));
-        const __m512 sv = _mm512_mask_load_ps(_mm512_set1_ps(-INFINITY), vis, scores);
-        const float m_new = std::max(m_run[k], _mm512_reduce_max_ps(sv));
+        const __m512 sv = _mm512_mask_load_ps(_mm512_set1_ps(-kInf), vis, scores);
+        const float m_new = fmax_(m_run[k], _mm512_reduce_max_ps(sv));
         const __m512 pv = _mm512_maskz_mov_ps(vis, exp_ps(_mm512_sub_ps(sv, _mm512_set1_ps(m_new))));
         const __m512 corr = exp_ps(_mm512_set1_ps(m_run[k] - m_new));
         l_run[k] = l_run[k] * _mm512_cvtss_f32(corr) + hsum(pv);

@@ -12,8 +12,6 @@
 // per output and chunk: acc += cvt(isum) ⊙ (scale lanes ⊙ d lanes), and at the end
 // y = Σ lanes of (acc + Σ_g bias_g · gsum_g). The sequence per output is fixed, whatever tile
 // (and so whatever batch or row split) computes it.
-#include <algorithm>
-
 #include "kernels/x86/simd_avx512.h"
 #include "kernels/x86/x86.h"
 
@@ -44,7 +42,7 @@ inline void chunk(__m512 (&acc)[R][T], const uint8_t* w0, int64_t wstride, const
   constexpr int P = Bits == 4 ? 128 : 64;
   const int bytes = Last ? (Bits == 4 ? m / 2 : m) : (Bits == 4 ? P / 2 : P);  // per weight load
   const __mmask64 bm = Last ? first_bytes(bytes) : ~__mmask64(0);
-  const __mmask16 gm = first_lanes16(std::max(1, (Last ? m : P) >> ln.gshift));
+  const __mmask16 gm = first_lanes16(imax(1, (Last ? m : P) >> ln.gshift));
   const __mmask16 dm = first_lanes16((Last ? m : P) / kActBlock);
   const __m512i nib = _mm512_set1_epi8(0x0f);
   __m512i lo[R], hi[R];
@@ -92,7 +90,7 @@ void tile(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, int64_t 
     for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
   // Rows of a tile are consecutive in memory: one pointer and a stride.
   const int64_t wstride = cols * Bits / 8, sstride = ln.groups;
-  const uint8_t* w0 = reinterpret_cast<const uint8_t*>(w.row_words(r0));
+  const uint8_t* w0 = reinterpret_cast<const uint8_t*>(row_words(w, r0));
   const int64_t full = cols / P * P;
   for (int64_t c0 = 0; c0 < full; c0 += P)
     chunk<Bits, S, R, T, false>(acc, w0 + c0 * Bits / 8, wstride, scalars_at<S>(w.scales, r0 * ln.groups + (c0 >> ln.gshift)),
@@ -130,7 +128,7 @@ template <int Bits, DType S>
 void matmul_impl(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, int64_t r0, int64_t r1) {
   constexpr int V = Bits == 4 ? 8 : 4;  // values per int32 lane
   Lanes ln;
-  ln.groups = w.groups_per_row();
+  ln.groups = groups_per_row(w);
   ln.group = w.group_size;
   ln.gshift = __builtin_ctz(unsigned(w.group_size));
   ln.blocks = w.cols / kActBlock;
@@ -142,9 +140,9 @@ void matmul_impl(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, i
   ln.group_idx = _mm512_load_si512(gi);
   ln.block_idx = _mm512_load_si512(bi);
   constexpr int R = kRows, T = kTokens;
-  const int64_t block = std::max<int64_t>(T, kL2Bytes / w.cols / T * T);
+  const int64_t block = imax(T, kL2Bytes / w.cols / T * T);
   for (int64_t b0 = 0; b0 < a.n; b0 += block) {
-    const int64_t b1 = std::min(a.n, b0 + block);
+    const int64_t b1 = imin(a.n, b0 + block);
     for (int64_t r = r0; r < r1; r += R) {
       int64_t t = b0;
       for (; t + T <= b1; t += T) tile_at<Bits, S, R, T>(y, ldy, a, w, r, r1, t, ln);
@@ -195,7 +193,7 @@ void quantize_impl(ActQ8& a, const float* x, int64_t ldx, int64_t t0, int64_t t1
       }
       const int64_t c = b * kActBlock, c0 = c / P * P;
       if constexpr (Bits == 4) {
-        const int64_t half = std::min<int64_t>(P, cols - c0) / 2;
+        const int64_t half = imin(P, cols - c0) / 2;
         const int64_t k = (c - c0) / 2;  // position of this block's first even value in its half
         _mm_storeu_si128(reinterpret_cast<__m128i*>(qd + c0 + k), _mm512_cvtsepi32_epi8(_mm512_permutex2var_epi32(q0, even, q1)));
         _mm_storeu_si128(reinterpret_cast<__m128i*>(qd + c0 + half + k), _mm512_cvtsepi32_epi8(_mm512_permutex2var_epi32(q0, odd, q1)));

@@ -4,8 +4,6 @@
 // its columns in order (the last partial vector with masked loads), then sums the 16 lanes in
 // a fixed order. Tiles of 4 rows × 4 tokens share the weight and activation loads; every
 // output runs the same sequence whatever tile it is in.
-#include <algorithm>
-
 #include "kernels/x86/simd_avx512.h"
 #include "kernels/x86/x86.h"
 
@@ -45,16 +43,16 @@ template <DType D, int R, int T>
 void tile_at(float* y, int64_t ldy, const float* x, int64_t ldx, const WeightMatrix& w, int64_t r, int64_t r1, int64_t t0) {
   int64_t rows[R];
   PENSIEVE_UNROLL
-  for (int i = 0; i < R; ++i) rows[i] = std::min(r + i, r1 - 1);
-  tile<D, R, T>(y, ldy, x, ldx, w, rows, int(std::min<int64_t>(R, r1 - r)), t0);
+  for (int i = 0; i < R; ++i) rows[i] = imin(r + i, r1 - 1);
+  tile<D, R, T>(y, ldy, x, ldx, w, rows, int(imin(R, r1 - r)), t0);
 }
 
 template <DType D>
 void impl(float* y, int64_t ldy, const float* x, int64_t ldx, int64_t n, const WeightMatrix& w, int64_t r0, int64_t r1) {
   constexpr int R = 4, T = 4;
-  const int64_t block = std::max<int64_t>(T, 256 * 1024 / (w.cols * 4) / T * T);  // tokens kept in L2
+  const int64_t block = imax(T, 256 * 1024 / (w.cols * 4) / T * T);  // tokens kept in L2
   for (int64_t b0 = 0; b0 < n; b0 += block) {
-    const int64_t b1 = std::min(n, b0 + block);
+    const int64_t b1 = imin(n, b0 + block);
     for (int64_t r = r0; r < r1; r += R) {
       int64_t t = b0;
       for (; t + T <= b1; t += T) tile_at<D, R, T>(y, ldy, x, ldx, w, r, r1, t);

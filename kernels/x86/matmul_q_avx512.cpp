@@ -15,8 +15,6 @@
 // y = Σ lanes of (acc + Σ_g bias_g · gsum_g), with the bias term vectorised over groups. Every
 // output runs exactly this sequence whatever the tile it is computed in, so results do not
 // depend on batch size, position in the batch or row split.
-#include <algorithm>
-
 #include "kernels/x86/simd_avx512.h"
 #include "kernels/x86/x86.h"
 
@@ -77,12 +75,12 @@ void tile(float* y, int64_t ldy, const ActF32& a, const WeightMatrix& w, const i
     for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
   const float* xt = a.x + t0 * cols;
   for (int64_t c0 = 0; c0 < cols; c0 += P) {
-    const int m = int(std::min<int64_t>(P, cols - c0));
+    const int m = int(imin(P, cols - c0));
     const int L = m / V;
     const __mmask16 lm = first_lanes16(L);
     __m512i wv[R];
     PENSIEVE_UNROLL
-    for (int r = 0; r < R; ++r) wv[r] = _mm512_maskz_loadu_epi32(lm, w.row_words(rows[r]) + c0 / V);
+    for (int r = 0; r < R; ++r) wv[r] = _mm512_maskz_loadu_epi32(lm, row_words(w, rows[r]) + c0 / V);
     __m512 dot[R][T];
     PENSIEVE_UNROLL
     for (int r = 0; r < R; ++r)
@@ -90,7 +88,7 @@ void tile(float* y, int64_t ldy, const ActF32& a, const WeightMatrix& w, const i
       for (int t = 0; t < T; ++t) dot[r][t] = _mm512_setzero_ps();
     chunk_dots<Bits, S, R, T>(dot, wv, xt + c0, cols, L, lm);
     const int64_t g0 = c0 >> g.shift;
-    const __mmask16 gm = first_lanes16(std::max(1, m >> g.shift));
+    const __mmask16 gm = first_lanes16(imax(1, m >> g.shift));
     PENSIEVE_UNROLL
     for (int r = 0; r < R; ++r) {
       __m512 s = _mm512_permutexvar_ps(g.lane_idx, load_scalars<S>(w.scales, rows[r] * g.per_row + g0, gm));
@@ -118,8 +116,8 @@ void row_tiles(float* y, int64_t ldy, const ActF32& a, const WeightMatrix& w, in
   for (int64_t r = r0; r < r1; r += R) {
     int64_t rows[R];
     PENSIEVE_UNROLL
-    for (int i = 0; i < R; ++i) rows[i] = std::min(r + i, r1 - 1);
-    tile<Bits, S, R, T>(y, ldy, a, w, rows, int(std::min<int64_t>(R, r1 - r)), t0, g);
+    for (int i = 0; i < R; ++i) rows[i] = imin(r + i, r1 - 1);
+    tile<Bits, S, R, T>(y, ldy, a, w, rows, int(imin(R, r1 - r)), t0, g);
   }
 }
 
@@ -127,7 +125,7 @@ template <int Bits, DType S>
 void matmul_q_impl(float* y, int64_t ldy, const ActF32& a, const WeightMatrix& w, int64_t r0, int64_t r1) {
   constexpr int V = 32 / Bits;
   Groups g;
-  g.per_row = w.groups_per_row();
+  g.per_row = groups_per_row(w);
   g.size = w.group_size;
   g.shift = __builtin_ctz(unsigned(w.group_size));
   alignas(64) int32_t idx[16];
@@ -138,11 +136,11 @@ void matmul_q_impl(float* y, int64_t ldy, const ActF32& a, const WeightMatrix& w
     return;
   }
   // Token blocks whose activations stay in L2 while every row of [r0, r1) streams past them.
-  const int64_t block = std::max<int64_t>(2, kL2Bytes / (w.cols * 4) / 2 * 2);
+  const int64_t block = imax(2, kL2Bytes / (w.cols * 4) / 2 * 2);
   for (int64_t b0 = 0; b0 < a.n; b0 += block) {
-    const int64_t b1 = std::min(a.n, b0 + block);
+    const int64_t b1 = imin(a.n, b0 + block);
     for (int64_t r = r0; r < r1; r += 4) {
-      const int64_t re = std::min(r + 4, r1);
+      const int64_t re = imin(r + 4, r1);
       int64_t t = b0;
       for (; t + 2 <= b1; t += 2) row_tiles<Bits, S, 4, 2>(y, ldy, a, w, r, re, t, g);
       if (t < b1) row_tiles<Bits, S, 4, 1>(y, ldy, a, w, r, re, t, g);
@@ -158,7 +156,7 @@ void prepare_impl(ActF32& a, const float* x, int64_t ldx, int64_t t0, int64_t t1
     const float* xs = x + t * ldx;
     float* xd = a.x + t * cols;
     for (int64_t c0 = 0; c0 < cols; c0 += P) {
-      const int L = int(std::min<int64_t>(P, cols - c0)) / V;
+      const int L = int(imin(P, cols - c0)) / V;
       for (int i = 0; i < L; ++i)
         for (int j = 0; j < V; ++j) xd[c0 + j * L + i] = xs[c0 + V * i + j] * x_scale<Bits>(j);
     }

@@ -1,8 +1,6 @@
 // RMSNorm, AVX-512. Lanes: 16 consecutive elements of a row; the sum of squares is lane-wise
 // FMAs (last partial vector masked) then a fixed-order lane sum; y = (x · inv) · w as in the
 // reference, so after the sum every element rounds exactly as there.
-#include <cmath>
-
 #include "kernels/x86/simd_avx512.h"
 #include "kernels/x86/x86.h"
 
@@ -17,7 +15,7 @@ void rmsnorm_avx512(float* y, const float* x, const float* w, int64_t dim, float
       const __m512 v = _mm512_maskz_loadu_ps(first_lanes16(dim - i), xr + i);
       ss = _mm512_fmadd_ps(v, v, ss);
     }
-    const __m512 inv = _mm512_set1_ps(1.0f / std::sqrt(hsum(ss) / float(dim) + eps));
+    const __m512 inv = _mm512_set1_ps(1.0f / sqrt_(hsum(ss) / float(dim) + eps));
     for (int64_t i = 0; i < dim; i += 16) {
       const __mmask16 m = first_lanes16(dim - i);
       const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, xr + i), inv);

@@ -7,7 +7,7 @@
 
 #include <cstdint>
 
-#include "kernels/kernels.h"
+#include "kernels/isa_helpers.h"
 
 // Fully unrolls the small loops over a tile's rows and tokens, so per-output accumulators
 // live in registers (GCC keeps arrays indexed by a rolled loop in memory).
