@@ -10,6 +10,10 @@
 
 #include "kernels/kernels.h"
 
+// For the per-chunk helpers of the SIMD tiles: left to itself GCC may call them out of line,
+// passing the accumulator arrays through memory.
+#define PENSIEVE_INLINE inline __attribute__((always_inline))
+
 namespace pensieve {
 namespace {
 

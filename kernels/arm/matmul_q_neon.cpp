@@ -31,7 +31,7 @@ inline float32x4_t decode(uint32x4_t w) {
 }
 
 template <int Bits, int R, int T, int J = 0>
-inline void chunk_dots(float32x4_t (&dot)[R][T], const uint32x4_t (&wv)[R], const float* x, int64_t cols) {
+PENSIEVE_INLINE void chunk_dots(float32x4_t (&dot)[R][T], const uint32x4_t (&wv)[R], const float* x, int64_t cols) {
   if constexpr (J < 32 / Bits) {
     float32x4_t xv[T];
     PENSIEVE_UNROLL

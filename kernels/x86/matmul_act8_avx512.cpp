@@ -37,7 +37,7 @@ struct Lanes {
 // Sums one chunk (P values, or the last m < P) of R rows against T tokens into acc.
 // Full chunks use plain loads; the last one masks (the values read are the same either way).
 template <int Bits, DType S, int R, int T, bool Last>
-inline void chunk(__m512 (&acc)[R][T], const uint8_t* w0, int64_t wstride, const void* scales, int64_t sstride,
+PENSIEVE_INLINE void chunk(__m512 (&acc)[R][T], const uint8_t* w0, int64_t wstride, const void* scales, int64_t sstride,
                   const int8_t* x0, const float* d0, int64_t xstride, int64_t dstride, int m, const Lanes& ln) {
   constexpr int P = Bits == 4 ? 128 : 64;
   const int bytes = Last ? (Bits == 4 ? m / 2 : m) : (Bits == 4 ? P / 2 : P);  // per weight load

@@ -39,7 +39,7 @@ inline __m256i load_words(const uint32_t* p, int L) {
 inline __m256 load_x(const float* p, int L) { return L == 8 ? _mm256_loadu_ps(p) : _mm256_zextps128_ps256(_mm_loadu_ps(p)); }
 
 template <int Bits, int R, int T, int J = 0>
-inline void chunk_dots(__m256 (&dot)[R][T], const __m256i (&wv)[R], const float* x, int64_t cols, int L) {
+PENSIEVE_INLINE void chunk_dots(__m256 (&dot)[R][T], const __m256i (&wv)[R], const float* x, int64_t cols, int L) {
   if constexpr (J < 32 / Bits) {
     __m256 xv[T];
     PENSIEVE_UNROLL

@@ -10,8 +10,8 @@
 // A last chunk of m < P values (cols is a multiple of 32) uses L = m/V lanes (masked loads) and
 // vectors X_j of L values.
 //
-// Per output (token t, row r) and chunk: dot = Σ_j cvt(q_j) · X_j (lane-wise FMAs in j order);
-// acc += dot ⊙ scale lanes (lane i gets the scale of the group holding its values). At the end
+// Per output (token t, row r) and chunk: dot = Σ_{even j} cvt(q_j) · X_j + Σ_{odd j} (two
+// lane-wise FMA chains in j order); acc += dot ⊙ scale lanes (lane i gets the scale of the group holding its values). At the end
 // y = Σ lanes of (acc + Σ_g bias_g · gsum_g), with the bias term vectorised over groups. Every
 // output runs exactly this sequence whatever the tile it is computed in, so results do not
 // depend on batch size, position in the batch or row split.
@@ -45,27 +45,57 @@ struct Groups {
   __m512i lane_idx;  // lane i -> group index within the chunk
 };
 
-template <int Bits, DType S, int R, int T, int J = 0>
-inline void chunk_dots(__m512 (&dot)[R][T], const __m512i (&wv)[R], const float* x, int64_t cols, int L, __mmask16 lm) {
+// dot[j % 2] += cvt(q_j) · X_j for j = J .. V−1: two chains per output, so even a 4 x 1 tile
+// keeps 8 FMA chains in flight.
+template <int Bits, int R, int T, bool Last, int J = 0>
+PENSIEVE_INLINE void chunk_dots(__m512 (&dot)[2][R][T], const __m512i (&wv)[R], const float* x, int64_t cols, int L, __mmask16 lm) {
   if constexpr (J < 32 / Bits) {
     __m512 xv[T];
     PENSIEVE_UNROLL
-    for (int t = 0; t < T; ++t) xv[t] = _mm512_maskz_loadu_ps(lm, x + t * cols + J * L);
+    for (int t = 0; t < T; ++t) xv[t] = Last ? _mm512_maskz_loadu_ps(lm, x + t * cols + J * L) : _mm512_loadu_ps(x + t * cols + J * 16);
     PENSIEVE_UNROLL
     for (int r = 0; r < R; ++r) {
-      __m512 wf = decode<Bits, J>(wv[r]);
+      const __m512 wf = decode<Bits, J>(wv[r]);
       PENSIEVE_UNROLL
-      for (int t = 0; t < T; ++t) dot[r][t] = _mm512_fmadd_ps(wf, xv[t], dot[r][t]);
+      for (int t = 0; t < T; ++t) dot[J % 2][r][t] = _mm512_fmadd_ps(wf, xv[t], dot[J % 2][r][t]);
     }
-    chunk_dots<Bits, S, R, T, J + 1>(dot, wv, x, cols, L, lm);
+    chunk_dots<Bits, R, T, Last, J + 1>(dot, wv, x, cols, L, lm);
   }
 }
 
-// Outputs y[t0 + t, rows[r]] for t < T, r < R (rows may repeat to fill a tile; repeats are
-// computed identically and stored once).
+// One chunk (P values, or the last m < P) of R consecutive rows against T tokens.
+template <int Bits, DType S, int R, int T, bool Last>
+PENSIEVE_INLINE void chunk(__m512 (&acc)[R][T], const uint32_t* w0, int64_t wstride, const void* scales, int64_t sstride,
+                  const float* x, int64_t cols, int m, const Groups& g) {
+  constexpr int V = 32 / Bits, P = 16 * V;
+  const int L = (Last ? m : P) / V;
+  const __mmask16 lm = first_lanes16(L);
+  const __mmask16 gm = first_lanes16(imax(1, (Last ? m : P) >> g.shift));
+  __m512i wv[R];
+  PENSIEVE_UNROLL
+  for (int r = 0; r < R; ++r) {
+    const uint32_t* wr = w0 + r * wstride;
+    // The same chunk of the next tile's rows: decode streams rows from DRAM.
+    _mm_prefetch(reinterpret_cast<const char*>(wr + R * wstride), _MM_HINT_T0);
+    wv[r] = Last ? _mm512_maskz_loadu_epi32(lm, wr) : _mm512_loadu_si512(wr);
+  }
+  __m512 dot[2][R][T];
+  PENSIEVE_UNROLL
+  for (int r = 0; r < R; ++r)
+    PENSIEVE_UNROLL
+    for (int t = 0; t < T; ++t) dot[0][r][t] = dot[1][r][t] = _mm512_setzero_ps();
+  chunk_dots<Bits, R, T, Last>(dot, wv, x, cols, L, lm);
+  PENSIEVE_UNROLL
+  for (int r = 0; r < R; ++r) {
+    const __m512 s = _mm512_permutexvar_ps(g.lane_idx, load_scalars<S>(scales, r * sstride, gm));
+    PENSIEVE_UNROLL
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm512_fmadd_ps(_mm512_add_ps(dot[0][r][t], dot[1][r][t]), s, acc[r][t]);
+  }
+}
+
+// Outputs y[t0 + t, r0 + r] for t < T, r < R.
 template <int Bits, DType S, int R, int T>
-void tile(float* y, int64_t ldy, const ActF32& a, const WeightMatrix& w, const int64_t (&rows)[R], int n_rows,
-          int64_t t0, const Groups& g) {
+void tile(float* y, int64_t ldy, const ActF32& a, const WeightMatrix& w, int64_t r0, int64_t t0, const Groups& g) {
   constexpr int V = 32 / Bits, P = 16 * V;
   const int64_t cols = w.cols;
   __m512 acc[R][T];
@@ -73,51 +103,37 @@ void tile(float* y, int64_t ldy, const ActF32& a, const WeightMatrix& w, const i
   for (int r = 0; r < R; ++r)
     PENSIEVE_UNROLL
     for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
+  const uint32_t* w0 = row_words(w, r0);
+  const int64_t wstride = cols / V, full = cols / P * P;
   const float* xt = a.x + t0 * cols;
-  for (int64_t c0 = 0; c0 < cols; c0 += P) {
-    const int m = int(imin(P, cols - c0));
-    const int L = m / V;
-    const __mmask16 lm = first_lanes16(L);
-    __m512i wv[R];
-    PENSIEVE_UNROLL
-    for (int r = 0; r < R; ++r) wv[r] = _mm512_maskz_loadu_epi32(lm, row_words(w, rows[r]) + c0 / V);
-    __m512 dot[R][T];
-    PENSIEVE_UNROLL
-    for (int r = 0; r < R; ++r)
-      PENSIEVE_UNROLL
-      for (int t = 0; t < T; ++t) dot[r][t] = _mm512_setzero_ps();
-    chunk_dots<Bits, S, R, T>(dot, wv, xt + c0, cols, L, lm);
-    const int64_t g0 = c0 >> g.shift;
-    const __mmask16 gm = first_lanes16(imax(1, m >> g.shift));
-    PENSIEVE_UNROLL
-    for (int r = 0; r < R; ++r) {
-      __m512 s = _mm512_permutexvar_ps(g.lane_idx, load_scalars<S>(w.scales, rows[r] * g.per_row + g0, gm));
-      PENSIEVE_UNROLL
-      for (int t = 0; t < T; ++t) acc[r][t] = _mm512_fmadd_ps(dot[r][t], s, acc[r][t]);
-    }
-  }
-  for (int r = 0; r < n_rows; ++r) {
+  for (int64_t c0 = 0; c0 < full; c0 += P)
+    chunk<Bits, S, R, T, false>(acc, w0 + c0 / V, wstride, scalars_at<S>(w.scales, r0 * g.per_row + (c0 >> g.shift)),
+                                g.per_row, xt + c0, cols, P, g);
+  if (full < cols)
+    chunk<Bits, S, R, T, true>(acc, w0 + full / V, wstride, scalars_at<S>(w.scales, r0 * g.per_row + (full >> g.shift)),
+                               g.per_row, xt + full, cols, int(cols - full), g);
+  PENSIEVE_UNROLL
+  for (int r = 0; r < R; ++r) {
     PENSIEVE_UNROLL
     for (int t = 0; t < T; ++t) {
       __m512 bacc = _mm512_setzero_ps();
       const float* gs = a.gsum + (t0 + t) * g.per_row;
       for (int64_t k = 0; k < g.per_row; k += 16) {
         const __mmask16 km = first_lanes16(g.per_row - k);
-        bacc = _mm512_fmadd_ps(load_scalars<S>(w.biases, rows[r] * g.per_row + k, km), _mm512_maskz_loadu_ps(km, gs + k), bacc);
+        bacc = _mm512_fmadd_ps(load_scalars<S>(w.biases, (r0 + r) * g.per_row + k, km), _mm512_maskz_loadu_ps(km, gs + k), bacc);
       }
-      y[(t0 + t) * ldy + rows[r]] = hsum(_mm512_add_ps(acc[r][t], bacc));
+      y[(t0 + t) * ldy + r0 + r] = hsum(_mm512_add_ps(acc[r][t], bacc));
     }
   }
 }
 
 template <int Bits, DType S, int R, int T>
-void row_tiles(float* y, int64_t ldy, const ActF32& a, const WeightMatrix& w, int64_t r0, int64_t r1, int64_t t0,
-               const Groups& g) {
-  for (int64_t r = r0; r < r1; r += R) {
-    int64_t rows[R];
-    PENSIEVE_UNROLL
-    for (int i = 0; i < R; ++i) rows[i] = imin(r + i, r1 - 1);
-    tile<Bits, S, R, T>(y, ldy, a, w, rows, int(imin(R, r1 - r)), t0, g);
+void tile_at(float* y, int64_t ldy, const ActF32& a, const WeightMatrix& w, int64_t r, int64_t r1, int64_t t0,
+             const Groups& g) {
+  if (r + R <= r1) {
+    tile<Bits, S, R, T>(y, ldy, a, w, r, t0, g);
+  } else {  // the last rows one by one: each output's arithmetic does not depend on R
+    for (; r < r1; ++r) tile<Bits, S, 1, T>(y, ldy, a, w, r, t0, g);
   }
 }
 
@@ -131,19 +147,18 @@ void matmul_q_impl(float* y, int64_t ldy, const ActF32& a, const WeightMatrix& w
   alignas(64) int32_t idx[16];
   for (int i = 0; i < 16; ++i) idx[i] = V * i / g.size;
   g.lane_idx = _mm512_load_si512(idx);
-  if (a.n == 1) {  // decode: one token, more rows in flight
-    row_tiles<Bits, S, 8, 1>(y, ldy, a, w, r0, r1, 0, g);
+  if (a.n == 1) {  // decode: 4 rows x 1 token (8 FMA chains)
+    for (int64_t r = r0; r < r1; r += 4) tile_at<Bits, S, 4, 1>(y, ldy, a, w, r, r1, 0, g);
     return;
   }
   // Token blocks whose activations stay in L2 while every row of [r0, r1) streams past them.
   const int64_t block = imax(2, kL2Bytes / (w.cols * 4) / 2 * 2);
   for (int64_t b0 = 0; b0 < a.n; b0 += block) {
     const int64_t b1 = imin(a.n, b0 + block);
-    for (int64_t r = r0; r < r1; r += 4) {
-      const int64_t re = imin(r + 4, r1);
+    for (int64_t r = r0; r < r1; r += 2) {
       int64_t t = b0;
-      for (; t + 2 <= b1; t += 2) row_tiles<Bits, S, 4, 2>(y, ldy, a, w, r, re, t, g);
-      if (t < b1) row_tiles<Bits, S, 4, 1>(y, ldy, a, w, r, re, t, g);
+      for (; t + 2 <= b1; t += 2) tile_at<Bits, S, 2, 2>(y, ldy, a, w, r, r1, t, g);
+      if (t < b1) tile_at<Bits, S, 2, 1>(y, ldy, a, w, r, r1, t, g);
     }
   }
 }
