@@ -6,6 +6,17 @@
 
 namespace pensieve::cli {
 int cmd_version(int argc, char** argv);
+int cmd_run(int argc, char** argv);
+int cmd_logits(int argc, char** argv);
+int cmd_bench(int argc, char** argv);
+int cmd_make_model(int argc, char** argv);
+int cmd_import_llama2c(int argc, char** argv);
+int cmd_pull(int argc, char** argv);
+int cmd_list(int argc, char** argv);
+int cmd_rm(int argc, char** argv);
+int cmd_quantize(int argc, char** argv);
+int cmd_tokenize(int argc, char** argv);
+int cmd_detokenize(int argc, char** argv);
 }
 
 namespace {
@@ -13,7 +24,18 @@ namespace {
 using pensieve::cli::Command;
 
 const Command kCommands[] = {
+    {"run", "generate text from a prompt, or chat", pensieve::cli::cmd_run},
+    {"bench", "measure prompt and generation speed of a model", pensieve::cli::cmd_bench},
+    {"logits", "write the logits of a token sequence as .npy", pensieve::cli::cmd_logits},
+    {"make-model", "write a full-size model with random weights (for benchmarks)", pensieve::cli::cmd_make_model},
+    {"import-llama2c", "convert a llama2.c checkpoint and tokenizer", pensieve::cli::cmd_import_llama2c},
     {"version", "print the version and the CPU kernels in use", pensieve::cli::cmd_version},
+    {"pull", "download a model from the Hugging Face hub into the HF cache", pensieve::cli::cmd_pull},
+    {"list", "list the models in the HF cache", pensieve::cli::cmd_list},
+    {"rm", "delete a model from the HF cache", pensieve::cli::cmd_rm},
+    {"quantize", "convert f16/bf16/f32 safetensors to the MLX 4/8-bit layout", pensieve::cli::cmd_quantize},
+    {"tokenize", "print the token ids of a text as JSON", pensieve::cli::cmd_tokenize},
+    {"detokenize", "print the text of token ids", pensieve::cli::cmd_detokenize},
 };
 
 int usage(FILE* out) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <utility>
 #include <nlohmann/json.hpp>
 
 namespace pensieve {
@@ -165,6 +166,89 @@ Status write_safetensors(const std::string& path, const std::vector<SafetensorsW
   if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
     std::remove(tmp.c_str());
     return errorf("write_safetensors: writing %s failed", path.c_str());
+  }
+  return Status::Ok();
+}
+
+Result<SafetensorsWriter> SafetensorsWriter::create(const std::string& path, std::vector<Entry> entries,
+                                                    const std::map<std::string, std::string>& metadata) {
+  json header = json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  uint64_t offset = 0;
+  for (const Entry& e : entries) {
+    uint64_t count = 1;
+    for (int64_t d : e.shape) count *= uint64_t(d);
+    const int elem = safetensors_dtype_size(e.dtype_name);
+    if (elem == 0) return errorf("SafetensorsWriter: tensor \"%s\" has unknown dtype \"%s\"", e.name.c_str(), e.dtype_name.c_str());
+    if (count * uint64_t(elem) != e.nbytes)
+      return errorf("SafetensorsWriter: tensor \"%s\" is %llu bytes but its shape %s of %s needs %llu", e.name.c_str(),
+                    (unsigned long long)e.nbytes, shape_to_string(e.shape.data(), int(e.shape.size())).c_str(),
+                    e.dtype_name.c_str(), (unsigned long long)(count * uint64_t(elem)));
+    if (header.contains(e.name)) return errorf("SafetensorsWriter: tensor \"%s\" appears twice", e.name.c_str());
+    header[e.name] = {{"dtype", e.dtype_name}, {"shape", e.shape}, {"data_offsets", {offset, offset + e.nbytes}}};
+    offset += e.nbytes;
+  }
+  std::string h = header.dump();
+  while ((8 + h.size()) % 8) h += ' ';  // data starts 8-byte aligned, as the Rust writer does
+
+  SafetensorsWriter w;
+  w.path_ = path;
+  w.f_ = std::fopen((path + ".tmp").c_str(), "wb");
+  if (!w.f_) return errorf("SafetensorsWriter: cannot create %s.tmp", path.c_str());
+  uint8_t len[8];
+  for (int i = 0; i < 8; ++i) len[i] = uint8_t(uint64_t(h.size()) >> (8 * i));
+  if (std::fwrite(len, 1, 8, w.f_) != 8 || std::fwrite(h.data(), 1, h.size(), w.f_) != h.size())
+    return errorf("SafetensorsWriter: writing the header of %s.tmp failed", path.c_str());
+  w.header_bytes_ = 8 + h.size();
+  w.data_bytes_ = offset;
+  return w;
+}
+
+void SafetensorsWriter::discard() {
+  if (f_) {
+    std::fclose(std::exchange(f_, nullptr));
+    std::remove((path_ + ".tmp").c_str());
+  }
+}
+
+SafetensorsWriter::~SafetensorsWriter() { discard(); }
+
+SafetensorsWriter::SafetensorsWriter(SafetensorsWriter&& o) noexcept
+    : f_(std::exchange(o.f_, nullptr)), path_(std::move(o.path_)), header_bytes_(o.header_bytes_),
+      data_bytes_(o.data_bytes_), written_(o.written_) {}
+
+SafetensorsWriter& SafetensorsWriter::operator=(SafetensorsWriter&& o) noexcept {
+  if (this != &o) {
+    discard();
+    f_ = std::exchange(o.f_, nullptr);
+    path_ = std::move(o.path_);
+    header_bytes_ = o.header_bytes_;
+    data_bytes_ = o.data_bytes_;
+    written_ = o.written_;
+  }
+  return *this;
+}
+
+Status SafetensorsWriter::write(const void* data, uint64_t n) {
+  if (!f_) return errorf("SafetensorsWriter: %s is not open", path_.c_str());
+  if (written_ + n > data_bytes_)
+    return errorf("SafetensorsWriter: %s: %llu bytes written past the %llu the header declares", path_.c_str(),
+                  (unsigned long long)(written_ + n), (unsigned long long)data_bytes_);
+  if (n && std::fwrite(data, 1, n, f_) != n) return errorf("SafetensorsWriter: writing %s.tmp failed (disk full?)", path_.c_str());
+  written_ += n;
+  return Status::Ok();
+}
+
+Status SafetensorsWriter::finish() {
+  if (!f_) return errorf("SafetensorsWriter: %s is not open", path_.c_str());
+  if (written_ != data_bytes_)
+    return errorf("SafetensorsWriter: %s: %llu of %llu data bytes written", path_.c_str(), (unsigned long long)written_,
+                  (unsigned long long)data_bytes_);
+  std::FILE* f = std::exchange(f_, nullptr);
+  const std::string tmp = path_ + ".tmp";
+  if (std::fclose(f) != 0 || std::rename(tmp.c_str(), path_.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    return errorf("SafetensorsWriter: finishing %s failed", path_.c_str());
   }
   return Status::Ok();
 }

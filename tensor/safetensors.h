@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
 #include <map>
 #include <string>
 #include <vector>
@@ -66,5 +67,40 @@ struct SafetensorsWriteEntry {
 };
 Status write_safetensors(const std::string& path, const std::vector<SafetensorsWriteEntry>& tensors,
                          const std::map<std::string, std::string>& metadata);
+
+// Writes a .safetensors file one tensor at a time (converters hold one tensor, never the model):
+// every name, dtype, shape and size is fixed up front, which fixes the header; then the tensors'
+// bytes are appended in the order given. The file is built as path + ".tmp" and renamed to `path`
+// by finish(); a writer destroyed before finish() deletes it.
+class SafetensorsWriter {
+ public:
+  struct Entry {
+    std::string name;
+    std::string dtype_name;  // "F16", "U32", ...
+    std::vector<int64_t> shape;
+    uint64_t nbytes = 0;     // must equal the shape's element count times the dtype size
+  };
+  static Result<SafetensorsWriter> create(const std::string& path, std::vector<Entry> entries,
+                                          const std::map<std::string, std::string>& metadata);
+  SafetensorsWriter() = default;
+  ~SafetensorsWriter();
+  SafetensorsWriter(SafetensorsWriter&& o) noexcept;
+  SafetensorsWriter& operator=(SafetensorsWriter&& o) noexcept;
+  SafetensorsWriter(const SafetensorsWriter&) = delete;
+  SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
+
+  // The next `n` bytes of data (tensors back to back, in entry order; any chunking).
+  Status write(const void* data, uint64_t n);
+  // Checks that every tensor's bytes were written, flushes, closes and renames into place.
+  Status finish();
+  uint64_t file_size() const { return header_bytes_ + data_bytes_; }
+
+ private:
+  void discard();  // closes and deletes an unfinished file
+
+  std::FILE* f_ = nullptr;
+  std::string path_;
+  uint64_t header_bytes_ = 0, data_bytes_ = 0, written_ = 0;
+};
 
 }  // namespace pensieve

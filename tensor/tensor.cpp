@@ -1,5 +1,7 @@
 #include "tensor/tensor.h"
 
+#include <sys/mman.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -7,24 +9,45 @@
 
 namespace pensieve {
 
+// Buffers from this size on are mapped (page-aligned, lazily committed) rather than malloc'd.
+static constexpr size_t kMapThreshold = size_t(1) << 21;
+
 Buffer::Buffer(size_t bytes) {
   if (bytes == 0) return;
   size_t rounded = (bytes + kTensorAlign - 1) / kTensorAlign * kTensorAlign;
-  data_ = std::aligned_alloc(kTensorAlign, rounded);
-  if (!data_) throw std::bad_alloc();
-  std::memset(data_, 0, rounded);
+  if (rounded >= kMapThreshold) {
+    void* p = mmap(nullptr, rounded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    data_ = p;
+    mapped_ = true;
+  } else {
+    data_ = std::aligned_alloc(kTensorAlign, rounded);
+    if (!data_) throw std::bad_alloc();
+    std::memset(data_, 0, rounded);
+  }
   size_ = bytes;
 }
 
-Buffer::~Buffer() { std::free(data_); }
+static void release(void* data, size_t size, bool mapped) {
+  if (!data) return;
+  if (mapped) {
+    munmap(data, (size + kTensorAlign - 1) / kTensorAlign * kTensorAlign);
+  } else {
+    std::free(data);
+  }
+}
 
-Buffer::Buffer(Buffer&& o) noexcept : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+Buffer::~Buffer() { release(data_, size_, mapped_); }
+
+Buffer::Buffer(Buffer&& o) noexcept
+    : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)), mapped_(std::exchange(o.mapped_, false)) {}
 
 Buffer& Buffer::operator=(Buffer&& o) noexcept {
   if (this != &o) {
-    std::free(data_);
+    release(data_, size_, mapped_);
     data_ = std::exchange(o.data_, nullptr);
     size_ = std::exchange(o.size_, 0);
+    mapped_ = std::exchange(o.mapped_, false);
   }
   return *this;
 }

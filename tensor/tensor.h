@@ -19,7 +19,10 @@ inline constexpr int kMaxDims = 4;
 class Buffer {
  public:
   Buffer() = default;
-  explicit Buffer(size_t bytes);  // zero-filled, 64-byte aligned; empty if bytes == 0
+  // Zero-filled, 64-byte aligned; empty if bytes == 0. Large buffers (a KV cache pool, scratch)
+  // come from anonymous mmap: the kernel zeroes their pages on first touch, so memory that is
+  // never used (most of a big KV pool, most of the time) is never resident.
+  explicit Buffer(size_t bytes);
   ~Buffer();
   Buffer(Buffer&& o) noexcept;
   Buffer& operator=(Buffer&& o) noexcept;
@@ -35,6 +38,7 @@ class Buffer {
  private:
   void* data_ = nullptr;
   size_t size_ = 0;
+  bool mapped_ = false;
 };
 
 struct Tensor {

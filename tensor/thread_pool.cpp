@@ -18,10 +18,16 @@ namespace pensieve {
 
 // Workers spin this many times on the generation counter before sleeping on it: a decode step
 // issues hundreds of parallel_for calls a few microseconds apart, and a futex wake costs more.
+// Waiters yield their core between checks after kYieldAfter spins, so an oversubscribed machine
+// (more runnable threads than cores) still makes progress instead of spinning whole time slices.
 static constexpr int kSpinIterations = 20000;
+static constexpr int kYieldAfter = 200;
 
 ThreadPool::ThreadPool(int n_threads) {
-  for (int i = 1; i < n_threads; ++i) workers_.emplace_back([this] { worker_loop(); });
+  // Each worker starts from the generation as it is now, not as it finds it once running: a
+  // parallel_for issued before a worker got scheduled must still count as new work for it.
+  const uint32_t start = generation_.load(std::memory_order_relaxed);
+  for (int i = 1; i < n_threads; ++i) workers_.emplace_back([this, start] { worker_loop(start); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -50,16 +56,15 @@ void ThreadPool::run_chunks() {
   }
 }
 
-void ThreadPool::worker_loop() {
-  // Generation 0 is the constructor's: reading generation_ here instead would miss a job
-  // published before this thread got to run (parallel_for would then wait for it forever).
-  uint32_t seen = 0;
+void ThreadPool::worker_loop(uint32_t seen) {
   for (;;) {
     uint32_t g;
     int spins = 0;
     while ((g = generation_.load(std::memory_order_acquire)) == seen) {
-      if (++spins < kSpinIterations) {
+      if (++spins < kYieldAfter) {
         cpu_relax();
+      } else if (spins < kSpinIterations) {
+        std::this_thread::yield();
       } else {
         generation_.wait(seen, std::memory_order_acquire);
       }
@@ -88,7 +93,13 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, FunctionRef<void(int64_t
   generation_.fetch_add(1, std::memory_order_release);
   generation_.notify_all();
   run_chunks();
-  while (busy_.load(std::memory_order_acquire) != 0) cpu_relax();
+  for (int spins = 0; busy_.load(std::memory_order_acquire) != 0; ++spins) {
+    if (spins < kYieldAfter) {
+      cpu_relax();
+    } else {
+      std::this_thread::yield();
+    }
+  }
   job_ = nullptr;
 }
 

@@ -44,7 +44,7 @@ class ThreadPool {
   static int default_threads();
 
  private:
-  void worker_loop();
+  void worker_loop(uint32_t seen);
   void run_chunks();
 
   std::vector<std::thread> workers_;

@@ -69,7 +69,7 @@ TEST(QuantFixtures, DequantizeMatchesGolden) {
     int64_t rows = c.rows < 0 ? w.rows : c.rows;
     ASSERT_EQ(g->dim(0), rows);
     ASSERT_EQ(g->dim(1), w.cols);
-    std::vector<float> row(size_t(w.cols));
+    std::vector<float> row(static_cast<size_t>(w.cols));
     for (int64_t r = 0; r < rows; ++r) {
       dequantize_row(w, r, row.data());
       for (int64_t col = 0; col < w.cols; ++col)

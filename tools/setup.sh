@@ -10,6 +10,7 @@ PACKAGES=(
   libgtest-dev libbenchmark-dev libopenblas-dev
   nlohmann-json3-dev libcpp-httplib-dev libcurl4-openssl-dev libssl-dev libpcre2-dev
   libvulkan-dev mesa-vulkan-drivers glslang-tools
+  vulkan-validationlayers  # PENSIEVE_VK_VALIDATION=1 runs the Vulkan tests under the Khronos validation layer
   g++-aarch64-linux-gnu qemu-user-static
 )
 

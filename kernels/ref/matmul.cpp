@@ -1,7 +1,12 @@
-// Reference matmuls: dequantize each weight and accumulate in f32, the plainest correct loops.
+// Reference matmuls: dequantize each weight row (quant/quantize.h, the reference dequantizer) and
+// accumulate its dot product with every token in f32 — the plainest correct loops.
 //   y[t, r] = Σ_c x[t, c] · W[r, c],   W[r, c] = scale[r, c/G] · q[r, c] + bias[r, c/G]  (quantized)
 //   x: [n, ldx], y: [n, ldy], rows r0 <= r < r1.  Activations prepared here stay in natural order.
 #include <cmath>
+#include <cstdlib>
+#include <vector>
+
+#include "quant/quantize.h"
 
 #include "kernels/ref/ref.h"
 
@@ -15,21 +20,14 @@ static inline uint32_t quant_value(const uint32_t* words, int bits, int64_t c) {
 // Any W (dense or quantized): the spec for every "exact" matmul.
 void matmul_ref(float* y, int64_t ldy, const float* x, int64_t ldx, int64_t n, const WeightMatrix& w,
                 int64_t r0, int64_t r1) {
+  thread_local std::vector<float> row;  // grows once per thread to the widest matrix
+  row.resize(size_t(w.cols));
   for (int64_t r = r0; r < r1; ++r) {
+    dequantize_row(w, r, row.data());
     for (int64_t t = 0; t < n; ++t) {
       const float* xt = x + t * ldx;
       float acc = 0;
-      if (w.quantized()) {
-        const uint32_t* words = w.row_words(r);
-        for (int64_t c = 0; c < w.cols; ++c) {
-          int64_t g = r * w.groups_per_row() + c / w.group_size;
-          float wv = load_as_f32(w.scales, w.scale_dtype, g) * float(quant_value(words, w.bits(), c)) +
-                     load_as_f32(w.biases, w.scale_dtype, g);
-          acc += wv * xt[c];
-        }
-      } else {
-        for (int64_t c = 0; c < w.cols; ++c) acc += load_as_f32(w.data, w.dtype, r * w.cols + c) * xt[c];
-      }
+      for (int64_t c = 0; c < w.cols; ++c) acc += row[size_t(c)] * xt[c];
       y[t * ldy + r] = acc;
     }
   }

@@ -1,0 +1,232 @@
+// pensieve bench: prompt processing and generation speed of a model, like llama-bench, plus
+// batched decode (many sequences per step, like llama-batched-bench), load time and peak RSS.
+// It drives the forward pass directly (no sampling beyond argmax, no HTTP), on random tokens.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cli/model_args.h"
+#include "kernels/bandwidth.h"
+
+namespace pensieve::cli {
+
+static const char kUsage[] =
+    "usage: pensieve bench --model DIR [-p 512] [-n 128] [-r 3] [--batch 1,4,16,32] [--json]\n"
+    "\n"
+    "  -p, --prompt-tokens N   prompt processing test: N tokens in one forward (pp; 0 = skip)\n"
+    "  -n, --gen-tokens N      generation test: N single-token decode steps (tg; 0 = skip)\n"
+    "  -r, --repeats N         repeats of each test; the median is reported (default 3)\n"
+    "  --batch LIST            batched decode: for each B, B sequences prefill 128 tokens each,\n"
+    "                          then decode 128 tokens together; aggregate tok/s\n"
+    "  --no-probe              skip the memory read-bandwidth probe\n"
+    "  --json                  print one JSON object instead of the table\n"
+    "\nmodel options:\n";
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+int64_t peak_rss_bytes() {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return int64_t(ru.ru_maxrss) * 1024;
+}
+
+// Runs `b` sequences: each prefills `prompt` random tokens (together, one chunk each), then
+// `gen` decode steps with all b sequences in every step. Returns (prefill s, decode s).
+Result<std::pair<double, double>> run_sequences(Model& m, int b, int64_t prompt, int64_t gen, std::mt19937& rng) {
+  const ModelConfig& c = m.config();
+  const int64_t V = c.vocab;
+  std::vector<SeqKv> seqs(static_cast<size_t>(b));
+  std::vector<std::vector<int32_t>> toks(static_cast<size_t>(b));
+  std::uniform_int_distribution<int32_t> pick(0, int32_t(std::min<int64_t>(V, 32000) - 1));
+  std::vector<SeqChunk> chunks(static_cast<size_t>(b));
+  auto cleanup = [&] {
+    for (auto& s : seqs) s.release(m.cache());
+  };
+  for (int i = 0; i < b; ++i) {
+    toks[size_t(i)].resize(size_t(prompt));
+    for (auto& t : toks[size_t(i)]) t = pick(rng);
+    seqs[size_t(i)].start(m.cache(), toks[size_t(i)], c.long_rope(prompt + gen), false);
+    if (!seqs[size_t(i)].reserve(m.cache(), prompt + gen)) {
+      cleanup();
+      return errorf("%d sequences of %lld tokens do not fit the KV cache (raise --ctx)", b, (long long)(prompt + gen));
+    }
+  }
+  std::vector<float> logits(size_t(b * V));
+  auto t0 = Clock::now();
+  for (int i = 0; i < b; ++i) {
+    SeqChunk& ch = chunks[size_t(i)];
+    ch.tokens = toks[size_t(i)].data();
+    ch.n = prompt;
+    ch.pos0 = 0;
+    ch.block_table = seqs[size_t(i)].blocks().data();
+    ch.long_rope = seqs[size_t(i)].long_rope();
+  }
+  if (prompt > 0)
+    if (Status st = m.forward().run(chunks, logits.data()); !st.ok()) {
+      cleanup();
+      return std::move(st).take_error();
+    }
+  double prefill = since(t0);
+  std::vector<int32_t> next(static_cast<size_t>(b));
+  t0 = Clock::now();
+  for (int64_t s = 0; s < gen; ++s) {
+    for (int i = 0; i < b; ++i) {
+      next[size_t(i)] = s == 0 && prompt == 0 ? pick(rng) : int32_t(ops::argmax(logits.data() + i * V, V));
+      SeqChunk& ch = chunks[size_t(i)];
+      ch.tokens = &next[size_t(i)];
+      ch.n = 1;
+      ch.pos0 = prompt + s;
+    }
+    if (Status st = m.forward().run(chunks, logits.data()); !st.ok()) {
+      cleanup();
+      return std::move(st).take_error();
+    }
+  }
+  double decode = since(t0);
+  cleanup();
+  return std::make_pair(prefill, decode);
+}
+
+}  // namespace
+
+int cmd_bench(int argc, char** argv) {
+  ModelArgs margs;
+  int64_t pp = 512, tg = 128;
+  int reps = 3;
+  std::string batch_list;
+  bool json = false, no_probe = false;
+  std::string usage = std::string(kUsage) + kModelOptionsHelp;
+  Args a("bench", usage.c_str());
+  margs.add_to(a);
+  a.option("--prompt-tokens", &pp, "-p");
+  a.option("--gen-tokens", &tg, "-n");
+  a.option("--repeats", &reps, "-r");
+  a.option("--batch", &batch_list);
+  a.flag("--json", &json);
+  a.flag("--no-probe", &no_probe);
+  if (int rc; !a.parse(argc, argv, &rc)) return rc;
+  std::vector<int> batches;
+  {
+    std::stringstream ss(batch_list);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+      if (item.empty()) continue;
+      int b = std::atoi(item.c_str());
+      if (b <= 0 || b > 4096) {
+        std::fprintf(stderr, "pensieve bench: --batch has \"%s\", expected positive numbers\n", item.c_str());
+        return 2;
+      }
+      batches.push_back(b);
+    }
+  }
+  if (pp < 0 || tg < 0 || reps <= 0) {
+    std::fprintf(stderr, "pensieve bench: -p and -n must be >= 0 and -r > 0\n");
+    return 2;
+  }
+  // Size the KV pool for the largest test unless the user chose.
+  ModelArgs load_args = margs;
+  if (load_args.ctx == 0) {
+    int64_t need = std::max<int64_t>(pp + tg, 1) + 16;
+    for (int b : batches) need = std::max<int64_t>(need, int64_t(b) * (256 + 16));
+    load_args.ctx = need;
+  }
+  auto model = load_args.load();
+  if (!model) {
+    std::fprintf(stderr, "pensieve bench: %s\n", model.error().c_str());
+    return 1;
+  }
+  Model& m = **model;
+  std::mt19937 rng(1234);
+
+  BandwidthResult bw;
+  if (!no_probe) bw = read_bandwidth(m.pool());
+
+  std::vector<double> pp_tps, tg_tps;
+  for (int r = 0; r < reps; ++r) {
+    if (pp > 0) {
+      auto t = run_sequences(m, 1, pp, 0, rng);
+      if (!t) {
+        std::fprintf(stderr, "pensieve bench: %s\n", t.error().c_str());
+        return 1;
+      }
+      pp_tps.push_back(double(pp) / t->first);
+    }
+    if (tg > 0) {
+      auto t = run_sequences(m, 1, 0, tg, rng);
+      if (!t) {
+        std::fprintf(stderr, "pensieve bench: %s\n", t.error().c_str());
+        return 1;
+      }
+      tg_tps.push_back(double(tg) / t->second);
+    }
+  }
+  nlohmann::ordered_json batched = nlohmann::ordered_json::array();
+  for (int b : batches) {
+    auto t = run_sequences(m, b, 128, 128, rng);
+    if (!t) {
+      std::fprintf(stderr, "pensieve bench: %s\n", t.error().c_str());
+      return 1;
+    }
+    batched.push_back({{"seqs", b}, {"prefill_tokens_per_s", double(b) * 128 / t->first},
+                       {"tg_tokens_per_s", double(b) * 128 / t->second}});
+  }
+
+  const int64_t weight_bytes = m.weights().nbytes();
+  double tg_med = median(tg_tps);
+  nlohmann::ordered_json j = {
+      {"model", m.dir()},
+      {"backend", m.forward().name()},
+      {"threads", m.pool().size()},
+      {"weight_bytes", weight_bytes},
+      {"load_s", m.load_seconds()},
+      {"pp_tokens", pp},
+      {"pp_tokens_per_s", median(pp_tps)},
+      {"tg_tokens", tg},
+      {"tg_tokens_per_s", tg_med},
+      {"peak_rss_bytes", peak_rss_bytes()},
+  };
+  if (!no_probe) {
+    j["read_bw_best_gbs"] = bw.best_gbs;
+    j["read_bw_median_gbs"] = bw.median_gbs;
+    // Weight traffic during generation: every token reads all weights once.
+    j["tg_weight_gbs"] = double(weight_bytes) * tg_med / 1e9;
+    j["tg_pct_of_read_bw"] = bw.best_gbs > 0 ? 100.0 * double(weight_bytes) * tg_med / 1e9 / bw.best_gbs : 0;
+  }
+  if (!batches.empty()) j["batched"] = batched;
+  if (json) {
+    std::printf("%s\n", j.dump().c_str());
+    return 0;
+  }
+  std::printf("model           %s (%s, %d threads)\n", m.dir().c_str(), m.forward().name(), m.pool().size());
+  std::printf("weights         %.2f GiB, loaded in %.2f s\n", double(weight_bytes) / (1 << 30), m.load_seconds());
+  if (!no_probe) std::printf("read bandwidth  %.1f GB/s best, %.1f median\n", bw.best_gbs, bw.median_gbs);
+  if (pp > 0) std::printf("pp%-5lld         %.1f tok/s\n", (long long)pp, median(pp_tps));
+  if (tg > 0) {
+    std::printf("tg%-5lld         %.2f tok/s", (long long)tg, tg_med);
+    if (!no_probe) std::printf("  (weights at %.1f GB/s = %.0f%% of the probe)", double(weight_bytes) * tg_med / 1e9,
+                               100.0 * double(weight_bytes) * tg_med / 1e9 / bw.best_gbs);
+    std::printf("\n");
+  }
+  for (const auto& b : batched)
+    std::printf("batched %-4d    %.1f tok/s aggregate generation (prefill %.1f tok/s)\n", b["seqs"].get<int>(),
+                b["tg_tokens_per_s"].get<double>(), b["prefill_tokens_per_s"].get<double>());
+  std::printf("peak RSS        %.2f GiB\n", double(peak_rss_bytes()) / (1 << 30));
+  return 0;
+}
+
+}  // namespace pensieve::cli

@@ -1,0 +1,124 @@
+// Vulkan ops: each records one op (one or a few dispatches) into a CommandList. Shapes and maths
+// are those of kernels/kernels.h and kernels/ops.h; every op is tested against the scalar
+// reference (tests/test_vulkan_ops.cpp, and tests/test_ops.cpp through tests/ops_backend_vulkan.cpp).
+//
+// Buffers are BufferSlices (offsets meet the device's storage-buffer alignment); activations are
+// f32. Each function validates shapes and device limits and returns an Error rather than record
+// something the device cannot run; nothing here allocates device memory (ops that need scratch
+// take a slice sized by the matching *_scratch_bytes()).
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/kernels.h"
+#include "kernels/ops.h"
+#include "kernels/vulkan/command.h"
+#include "kernels/vulkan/device.h"
+#include "kernels/vulkan/memory.h"
+#include "quant/format.h"
+
+namespace pensieve::vulkan {
+
+// Weight type numbers shared with shaders/common/quant.glsl (spec constant WTYPE / STYPE).
+enum WeightType : uint32_t { kWtQ4 = 0, kWtQ8 = 1, kWtF32 = 2, kWtF16 = 3, kWtBf16 = 4 };
+enum ScaleType : uint32_t { kStF32 = 0, kStF16 = 1, kStBf16 = 2 };
+
+// A weight matrix in device memory: WeightMatrix's planes as slices (scales/biases unused for dense).
+struct GpuWeight {
+  DType dtype = DType::f32;
+  int64_t rows = 0, cols = 0;
+  DType scale_dtype = DType::f16;
+  int group_size = 0;
+  BufferSlice data, scales, biases;
+  bool quantized() const { return dtype == DType::q4 || dtype == DType::q8; }
+  int bits() const { return dtype == DType::q4 ? 4 : 8; }
+  int64_t words_per_row() const { return cols * bits() / 32; }  // quantized only
+};
+
+// Byte sizes of a weight's planes as stored on the device (same bytes as on the host).
+struct WeightPlaneBytes {
+  uint64_t data = 0, scales = 0, biases = 0;
+};
+Result<WeightPlaneBytes> weight_plane_bytes(const WeightMatrix& w);
+
+// Owning device copy of one weight (tests, benchmarks; a model sub-allocates one big buffer and
+// fills GpuWeight views itself).
+struct GpuWeightBuffers {
+  Buffer data, scales, biases;
+  GpuWeight w;
+};
+Result<GpuWeightBuffers> upload_weight(Context& ctx, const WeightMatrix& w);
+
+// The KV cache of one layer (KvLayer with device slices). K and V must each fit one binding
+// (maxStorageBufferRange, 4 GiB on NVIDIA): lay the pool out per layer on Vulkan.
+struct GpuKv {
+  BufferSlice k, v;
+  DType dtype = DType::f16;
+  int64_t block_stride = 0, head_stride = 0;  // elements
+  int block_size = 0, n_kv_heads = 0, head_dim = 0;
+};
+
+// Per-sequence metadata as the attention shaders read it (one per AttnSeq); int32.
+struct SeqMeta {
+  int32_t q_begin, n_q, pos0, table_offset;  // table_offset: first entry in the tables slice
+};
+static_assert(sizeof(SeqMeta) == 16, "SeqMeta is an ivec4 in GLSL");
+
+// The sequences of one attention call: meta = SeqMeta[n_seqs], tables = int32 block ids.
+// max_n_q and max_kv_len (max of pos0 + n_q) size the grid: a recorded command buffer stays valid
+// for any later contents whose values do not exceed them.
+struct GpuSeqs {
+  BufferSlice meta, tables;
+  int n_seqs = 0;
+  int64_t max_n_q = 0;
+  int64_t max_kv_len = 0;
+};
+
+// Overrides for benchmarks and tuning (0 = the op's choice).
+struct MatvecTuning {
+  uint32_t wg = 0, rows = 0, tokens = 0;
+};
+
+namespace ops {
+
+// y[t, r] = sum_c x[t, c] W[r, c] (t < n): the decode matvec for n <= 8 when the layout allows,
+// else the tiled matmul; Precision::fast lets n > 8 use f16 cooperative matrices (f32
+// accumulation) where the device has them. x: [n, ldx], y: [n, ldy] f32.
+Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSlice& x, int64_t ldx, int64_t n,
+              const GpuWeight& w, Precision p, const MatvecTuning& tune = {});
+// Which kernel matmul() records for these arguments ("matvec", "matmul", "matmul_coopmat").
+const char* matmul_kernel(const Context& ctx, int64_t ldx, int64_t n, const GpuWeight& w, Precision p);
+
+// y[r, :] = x[r, :] w / sqrt(mean(x[r, :]^2) + eps); y may equal x.
+Status rmsnorm(CommandList& cl, const BufferSlice& y, const BufferSlice& x, const BufferSlice& w, int64_t rows,
+               int64_t dim, float eps);
+
+// Rotate-half RoPE in place on x [n, stride]; cos/sin [n, rot_dim / 2].
+Status rope(CommandList& cl, const BufferSlice& x, int64_t n, int64_t stride, int n_heads, int head_dim,
+            int rot_dim, const BufferSlice& cos, const BufferSlice& sin);
+
+// Causal GQA attention over the paged cache (kernels.h). Few queries per sequence (max_n_q <= 4)
+// take the split-K decode kernel (+ combine pass), others the tiled prefill kernel.
+uint64_t attention_scratch_bytes(const Context& ctx, const GpuSeqs& s, const GpuKv& kv, const AttnParams& p);
+Status attention(CommandList& cl, const BufferSlice& out, const BufferSlice& q, const GpuSeqs& s,
+                 const GpuKv& kv, const AttnParams& p, const BufferSlice& scratch);
+
+// out[t, i] = silu(gu[t, i]) * gu[t, ffn + i].
+Status silu_mul(CommandList& cl, const BufferSlice& out, const BufferSlice& gu, int64_t n, int64_t ffn);
+// y[i] += x[i], i < n.
+Status add(CommandList& cl, const BufferSlice& y, const BufferSlice& x, int64_t n);
+// out[t, :] = dequantized row ids[t] of the table; ids int32 [n] (rows out of range give zeros).
+Status embed(CommandList& cl, const BufferSlice& out, const BufferSlice& ids, int64_t n, const GpuWeight& table);
+
+// The k largest values of each row of x [rows, n] (descending; ties to the lower index): values
+// f32 [rows, k], indices u32 [rows, k]. k = 1 is argmax. k <= 256.
+uint64_t topk_scratch_bytes(int64_t rows, int64_t n, int k);
+Status topk(CommandList& cl, const BufferSlice& values, const BufferSlice& indices, const BufferSlice& x,
+            int64_t rows, int64_t n, int k, const BufferSlice& scratch);
+
+// Benchmark probe: reads `src` once (16-byte loads); writes one word per workgroup to `sink`
+// (sink needs 4 * 1024 bytes).
+Status read_probe(CommandList& cl, const BufferSlice& src, const BufferSlice& sink);
+
+}  // namespace ops
+}  // namespace pensieve::vulkan

@@ -1,0 +1,139 @@
+// attention: split-K decode (shaders/attn_decode.comp + attn_combine.comp) or tiled prefill
+// (shaders/attn_prefill.comp), chosen by the largest query count per sequence.
+#include "kernels/vulkan/ops_util.h"
+
+namespace pensieve::vulkan::ops {
+namespace {
+
+struct DecodePush {
+  uint32_t n_heads, group, block_size, block_stride, head_stride, q_stride, out_stride;
+  uint32_t window;
+  float scale;
+  uint32_t n_splits, split_len, qmax;
+};
+static_assert(sizeof(DecodePush) <= 128);
+// Bindings: 0 q, 1 k, 2 v, 3 meta, 4 tables, 5 out (written), 6 partials (written).
+const KernelDesc kDecode{"attn_decode", 7, sizeof(DecodePush), (1u << 5) | (1u << 6), true, false};
+
+struct CombinePush {
+  uint32_t n_heads, out_stride, n_splits, qmax;
+};
+// Bindings: 0 partials, 1 meta, 2 out (written).
+const KernelDesc kCombine{"attn_combine", 3, sizeof(CombinePush), 1u << 2, false, false};
+
+struct PrefillPush {
+  uint32_t n_heads, group, block_size, block_stride, head_stride, q_stride, out_stride;
+  uint32_t window;
+  float scale;
+};
+static_assert(sizeof(PrefillPush) <= 128);
+// Bindings: 0 q, 1 k, 2 v, 3 meta, 4 tables, 5 out (written).
+const KernelDesc kPrefill{"attn_prefill", 6, sizeof(PrefillPush), 1u << 5, false, false};
+
+constexpr uint32_t kWg = 128;
+// Sequences with at most this many queries take the decode kernel (one workgroup per query row).
+constexpr int64_t kDecodeMaxQ = 4;
+
+struct DecodePlan {
+  uint32_t n_splits = 1, split_len = 0;
+};
+
+// Enough workgroups to fill a large GPU (~1000), keys per split a multiple of the tile (kWg) and
+// at least 256 so the combine pass stays small next to the key reads.
+DecodePlan plan_decode(const GpuSeqs& s, const AttnParams& p) {
+  DecodePlan d;
+  uint64_t rows = uint64_t(s.n_seqs) * uint64_t(s.max_n_q) * uint64_t(p.n_heads);
+  uint64_t len = uint64_t(std::max<int64_t>(s.max_kv_len, 1));
+  uint64_t want = rows >= 1024 ? 1 : detail::ceil_div(1024, rows);
+  uint64_t max_splits = detail::ceil_div(len, 256);
+  d.n_splits = uint32_t(std::clamp<uint64_t>(want, 1, std::max<uint64_t>(max_splits, 1)));
+  d.split_len = uint32_t(detail::ceil_div(detail::ceil_div(len, d.n_splits), kWg) * kWg);
+  d.n_splits = uint32_t(detail::ceil_div(len, d.split_len));
+  return d;
+}
+
+Status check(const Context& ctx, const GpuSeqs& s, const GpuKv& kv, const AttnParams& p) {
+  const int hd = kv.head_dim;
+  if (hd <= 0 || hd > int(2 * kWg) || hd > kMaxHeadDim)
+    return errorf("vulkan attention: head_dim %d outside 1..%d", hd, int(2 * kWg));
+  if (kv.n_kv_heads <= 0 || p.n_heads <= 0 || p.n_heads % kv.n_kv_heads)
+    return errorf("vulkan attention: %d query heads not a multiple of %d kv heads", p.n_heads, kv.n_kv_heads);
+  if (kv.dtype != DType::f16 && kv.dtype != DType::f32)
+    return errorf("vulkan attention: KV dtype %s (f16 or f32 expected)", dtype_name(kv.dtype));
+  if (kv.block_size <= 0 || s.n_seqs < 0 || s.max_n_q < 0 || s.max_kv_len < s.max_n_q)
+    return errorf("vulkan attention: bad block size or sequence bounds");
+  // f16 pairs are read as 32-bit words: offsets must be even (they are multiples of these).
+  if (kv.dtype == DType::f16 && (hd % 2 || kv.block_stride % 2 || kv.head_stride % 2))
+    return errorf("vulkan attention: f16 KV needs even head_dim and strides");
+  uint64_t esz = kv.dtype == DType::f16 ? 2 : 4;
+  if (kv.k.size / esz > UINT32_MAX || kv.v.size / esz > UINT32_MAX || !detail::fits_u32(kv.block_stride) ||
+      !detail::fits_u32(kv.head_stride))
+    return errorf("vulkan attention: KV binding exceeds 32-bit indexing");
+  if (!detail::fits_u32(p.q_stride) || !detail::fits_u32(p.out_stride) || p.window < 0 ||
+      !detail::fits_u32(p.window))
+    return errorf("vulkan attention: bad strides or window");
+  if (uint64_t(s.n_seqs) * uint64_t(s.max_n_q) > ctx.info().max_workgroup_count[2] ||
+      uint64_t(p.n_heads) > ctx.info().max_workgroup_count[1])
+    return errorf("vulkan attention: grid too large");
+  PENSIEVE_TRY(detail::need("attention", "meta", s.meta, uint64_t(s.n_seqs) * sizeof(SeqMeta)));
+  PENSIEVE_TRY(detail::need("attention", "tables", s.tables, 4));
+  return Status::Ok();
+}
+
+}  // namespace
+
+uint64_t attention_scratch_bytes(const Context& ctx, const GpuSeqs& s, const GpuKv& kv, const AttnParams& p) {
+  if (s.max_n_q > kDecodeMaxQ) return 0;
+  DecodePlan d = plan_decode(s, p);
+  if (d.n_splits == 1) return 0;
+  return uint64_t(s.n_seqs) * uint64_t(s.max_n_q) * uint64_t(p.n_heads) * d.n_splits * (kv.head_dim + 2) * 4;
+}
+
+Status attention(CommandList& cl, const BufferSlice& out, const BufferSlice& q, const GpuSeqs& s, const GpuKv& kv,
+                 const AttnParams& p, const BufferSlice& scratch) {
+  Context& ctx = cl.context();
+  if (s.n_seqs == 0 || s.max_n_q == 0) return Status::Ok();
+  PENSIEVE_TRY(check(ctx, s, kv, p));
+  const uint32_t hd = uint32_t(kv.head_dim), kv_f16 = kv.dtype == DType::f16 ? 1 : 0;
+  const uint32_t group = uint32_t(p.n_heads / kv.n_kv_heads);
+
+  if (s.max_n_q <= kDecodeMaxQ) {
+    DecodePlan d = plan_decode(s, p);
+    uint64_t need = attention_scratch_bytes(ctx, s, kv, p);
+    if (need) PENSIEVE_TRY(detail::need("attention", "scratch", scratch, need));
+    DecodePush pc{uint32_t(p.n_heads), group, uint32_t(kv.block_size), uint32_t(kv.block_stride),
+                  uint32_t(kv.head_stride), uint32_t(p.q_stride), uint32_t(p.out_stride), uint32_t(p.window),
+                  p.scale, d.n_splits, d.split_len, uint32_t(s.max_n_q)};
+    auto pipe = ctx.pipelines().get(kDecode, {kWg, hd, kv_f16});
+    if (!pipe.ok()) return std::move(pipe).take_error();
+    if (d.n_splits > ctx.info().max_workgroup_count[0]) return errorf("vulkan attention: too many splits");
+    const uint32_t gz = uint32_t(s.n_seqs * s.max_n_q);
+    // With one split the partials binding is unused: bind the output there too.
+    const BufferSlice& part = d.n_splits > 1 ? scratch : out;
+    PENSIEVE_TRY(cl.dispatch(**pipe, {q, kv.k, kv.v, s.meta, s.tables, out, part}, pc, d.n_splits,
+                             uint32_t(p.n_heads), gz));
+    if (d.n_splits == 1) return Status::Ok();
+    auto comb = ctx.pipelines().get(kCombine, {kWg, hd});
+    if (!comb.ok()) return std::move(comb).take_error();
+    CombinePush cp{uint32_t(p.n_heads), uint32_t(p.out_stride), d.n_splits, uint32_t(s.max_n_q)};
+    return cl.dispatch(**comb, {scratch.sub(0, need), s.meta, out}, cp, 1, uint32_t(p.n_heads), gz);
+  }
+
+  // Prefill: 16 x 16 query/key tiles when the shared memory holds them, else 8 x 8.
+  uint32_t bq = 16, bk = 16;
+  auto shared_bytes = [&](uint32_t a, uint32_t b) { return uint64_t((a + 2 * b) * hd + a * b + 3 * a + b) * 4; };
+  if (shared_bytes(bq, bk) > ctx.info().max_shared_memory) bq = bk = 8;
+  if (shared_bytes(bq, bk) > ctx.info().max_shared_memory || bq * hd > 32 * kWg)
+    return errorf("vulkan attention: head_dim %u needs more shared memory than the device has", hd);
+  PrefillPush pc{uint32_t(p.n_heads), group, uint32_t(kv.block_size), uint32_t(kv.block_stride),
+                 uint32_t(kv.head_stride), uint32_t(p.q_stride), uint32_t(p.out_stride), uint32_t(p.window), p.scale};
+  auto pipe = ctx.pipelines().get(kPrefill, {kWg, hd, kv_f16, bq, bk});
+  if (!pipe.ok()) return std::move(pipe).take_error();
+  uint64_t gx = detail::ceil_div(uint64_t(s.max_n_q), bq);
+  if (gx > ctx.info().max_workgroup_count[0] || uint64_t(s.n_seqs) > ctx.info().max_workgroup_count[2])
+    return errorf("vulkan attention: grid too large");
+  return cl.dispatch(**pipe, {q, kv.k, kv.v, s.meta, s.tables, out}, pc, uint32_t(gx), uint32_t(p.n_heads),
+                     uint32_t(s.n_seqs));
+}
+
+}  // namespace pensieve::vulkan::ops

@@ -1,0 +1,83 @@
+// topk / argmax (shaders/topk.comp) and the benchmark read probe (shaders/readbw.comp).
+#include "kernels/vulkan/ops_util.h"
+
+namespace pensieve::vulkan::ops {
+namespace {
+
+struct TopkPush {
+  uint32_t n, k, in_stride, out_stride;
+};
+// Bindings: 0 values in, 1 indices in (pairs stage), 2 values out (written), 3 indices out (written).
+const KernelDesc kTopk{"topk", 4, sizeof(TopkPush), (1u << 2) | (1u << 3), false, false};
+
+struct ProbePush {
+  uint32_t n_vec4;
+};
+const KernelDesc kReadbw{"readbw", 2, sizeof(ProbePush), 1u << 1, false, false};
+
+// 256 invocations x 8 elements: a 32064-entry vocabulary row is 16 chunks.
+constexpr uint32_t kWg = 256, kEpt = 8, kChunk = kWg * kEpt;
+constexpr int kMaxK = 256;
+
+}  // namespace
+
+uint64_t topk_scratch_bytes(int64_t rows, int64_t n, int k) {
+  uint64_t chunks = detail::ceil_div(uint64_t(std::max<int64_t>(n, 1)), kChunk);
+  if (chunks <= 1) return 0;
+  // Two ping-pong candidate sets, each a value plane and an index plane of rows x chunks x k.
+  uint64_t plane = uint64_t(rows) * chunks * uint64_t(k) * 4;
+  plane = (plane + 255) / 256 * 256;  // keeps every plane's offset aligned for binding
+  return 4 * plane;
+}
+
+Status topk(CommandList& cl, const BufferSlice& values, const BufferSlice& indices, const BufferSlice& x,
+            int64_t rows, int64_t n, int k, const BufferSlice& scratch) {
+  Context& ctx = cl.context();
+  if (rows <= 0) return Status::Ok();
+  if (k < 1 || k > kMaxK || n < 1 || !detail::fits_u32(rows * n))
+    return errorf("vulkan topk: k %d (1..%d) over rows of %lld", k, kMaxK, (long long)n);
+  if (uint64_t(rows) > ctx.info().max_workgroup_count[1]) return errorf("vulkan topk: too many rows");
+  PENSIEVE_TRY(detail::need("topk", "x", x, uint64_t(rows * n) * 4));
+  PENSIEVE_TRY(detail::need("topk", "values", values, uint64_t(rows) * k * 4));
+  PENSIEVE_TRY(detail::need("topk", "indices", indices, uint64_t(rows) * k * 4));
+  uint64_t need = topk_scratch_bytes(rows, n, k);
+  if (need) PENSIEVE_TRY(detail::need("topk", "scratch", scratch, need));
+  uint64_t plane = need / 4;
+  BufferSlice cand_v[2] = {scratch.sub(0, plane), scratch.sub(2 * plane, plane)};
+  BufferSlice cand_i[2] = {scratch.sub(plane, plane), scratch.sub(3 * plane, plane)};
+
+  auto first = ctx.pipelines().get(kTopk, {kWg, kEpt, 0});
+  if (!first.ok()) return std::move(first).take_error();
+  auto pairs = ctx.pipelines().get(kTopk, {kWg, kEpt, 1});
+  if (!pairs.ok()) return std::move(pairs).take_error();
+
+  // Stage 1 over the values, then stages over candidates until one chunk per row remains.
+  uint64_t len = uint64_t(n), chunks = detail::ceil_div(len, kChunk);
+  uint32_t in_stride = uint32_t(n);
+  int cur = -1;  // candidates in cand_*[cur]; -1: the input values
+  for (;;) {
+    bool last = chunks == 1;
+    int dst = cur == 0 ? 1 : 0;
+    uint32_t out_stride = last ? uint32_t(k) : uint32_t(chunks * uint64_t(k));
+    TopkPush pc{uint32_t(len), uint32_t(k), in_stride, out_stride};
+    const BufferSlice& ov = last ? values : cand_v[dst];
+    const BufferSlice& oi = last ? indices : cand_i[dst];
+    if (cur < 0) PENSIEVE_TRY(cl.dispatch(**first, {x, x, ov, oi}, pc, uint32_t(chunks), uint32_t(rows)));
+    else PENSIEVE_TRY(cl.dispatch(**pairs, {cand_v[cur], cand_i[cur], ov, oi}, pc, uint32_t(chunks), uint32_t(rows)));
+    if (last) return Status::Ok();
+    cur = dst;
+    len = chunks * uint64_t(k);
+    in_stride = uint32_t(len);
+    chunks = detail::ceil_div(len, kChunk);
+  }
+}
+
+Status read_probe(CommandList& cl, const BufferSlice& src, const BufferSlice& sink) {
+  if (src.size / 16 > UINT32_MAX) return errorf("vulkan read_probe: source too large");
+  PENSIEVE_TRY(detail::need("read_probe", "sink", sink, 1024 * 4));
+  auto pipe = cl.context().pipelines().get(kReadbw, {256});
+  if (!pipe.ok()) return std::move(pipe).take_error();
+  return cl.dispatch(**pipe, {src, sink}, ProbePush{uint32_t(src.size / 16)}, 1024);
+}
+
+}  // namespace pensieve::vulkan::ops

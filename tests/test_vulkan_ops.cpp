@@ -1,0 +1,576 @@
+// Vulkan backend: every op against the scalar reference (kernels/ref/) on random inputs of awkward
+// sizes, on every device vulkan_ops_backends() lists (lavapipe in CI; subgroup and shared-memory
+// reduction variants both), plus the runtime itself: top-k, recorded command lists replayed with
+// automatic barriers, profiling, device selection errors, a missing loader, memory accounting.
+// With no Vulkan device (or no loader) the op cases are skipped, never passed.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "kernels/ref/ref.h"
+#include "kernels/vulkan/ops.h"
+#include "quant/quantize.h"
+#include "tests/ops_backend.h"
+
+namespace pensieve {
+namespace {
+
+std::vector<std::unique_ptr<OpsBackend>>& backends() {
+  static auto* b = new std::vector<std::unique_ptr<OpsBackend>>(vulkan_ops_backends());
+  return *b;
+}
+
+#define REQUIRE_BACKENDS() \
+  if (backends().empty()) GTEST_SKIP() << "no Vulkan device (or no loader)"
+
+std::vector<float> randn(std::mt19937& rng, size_t n, float scale = 1.0f) {
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+// Error of `got` against `want`: normalised mean squared error and the largest absolute error.
+struct Err {
+  double nmse = 0, max_abs = 0;
+  int64_t bad = -1;  // first NaN/Inf
+};
+Err compare(const float* got, const float* want, size_t n) {
+  double num = 0, den = 0;
+  Err e;
+  for (size_t i = 0; i < n; ++i) {
+    if (!std::isfinite(got[i]) && e.bad < 0) e.bad = int64_t(i);
+    double d = double(got[i]) - double(want[i]);
+    num += d * d;
+    den += double(want[i]) * double(want[i]);
+    e.max_abs = std::max(e.max_abs, std::fabs(d));
+  }
+  e.nmse = den > 0 ? num / den : num;
+  return e;
+}
+
+#define EXPECT_CLOSE(got, want, n, nmse_tol, abs_tol)                                          \
+  do {                                                                                         \
+    Err _e = compare(got, want, n);                                                            \
+    EXPECT_LT(_e.bad, 0) << "non-finite output at " << _e.bad;                                 \
+    EXPECT_LE(_e.nmse, nmse_tol) << "nmse";                                                    \
+    EXPECT_LE(_e.max_abs, abs_tol) << "max abs error";                                         \
+  } while (0)
+
+// ---------------------------------------------------------------------------------------------
+// matmul
+
+struct DenseMatrix {
+  std::vector<uint8_t> bytes;
+  WeightMatrix w;
+};
+
+DenseMatrix make_dense(std::mt19937& rng, DType t, int64_t rows, int64_t cols) {
+  std::vector<float> f = randn(rng, size_t(rows * cols), 0.5f);
+  DenseMatrix m;
+  m.bytes.resize(size_t(rows * cols) * dtype_size(t));
+  for (size_t i = 0; i < f.size(); ++i) {
+    if (t == DType::f32) std::memcpy(&m.bytes[i * 4], &f[i], 4);
+    else {
+      uint16_t h = t == DType::f16 ? f32_to_f16(f[i]) : f32_to_bf16(f[i]);
+      std::memcpy(&m.bytes[i * 2], &h, 2);
+    }
+  }
+  m.w.dtype = t;
+  m.w.rows = rows;
+  m.w.cols = cols;
+  m.w.data = m.bytes.data();
+  return m;
+}
+
+struct MatCase {
+  int64_t rows, cols, n;
+};
+
+void check_matmul(OpsBackend& b, const WeightMatrix& w, int64_t n, std::mt19937& rng) {
+  std::vector<float> x = randn(rng, size_t(n * w.cols));
+  std::vector<float> want(size_t(n * w.rows));
+  matmul_ref(want.data(), w.rows, x.data(), w.cols, n, w, 0, w.rows);
+  for (Precision p : {Precision::exact, Precision::fast}) {
+    SCOPED_TRACE(p == Precision::exact ? "exact" : "fast");
+    std::vector<float> got(size_t(n * w.rows), NAN);
+    if (!b.matmul(got.data(), x.data(), n, w, p)) {
+      ADD_FAILURE() << "backend could not run the case";
+      continue;
+    }
+    // exact: f32 products and sums in another order: NMSE ~1e-13 here, 1e-9 leaves headroom.
+    // fast: the cooperative-matrix path rounds x and W to f16 (2^-11 relative each): NMSE ~1e-7.
+    double nmse_tol = p == Precision::exact ? 1e-9 : 2e-6;
+    // Outputs are sums of `cols` terms of size ~0.5-8: scale the absolute bound with sqrt(cols).
+    double abs_tol = (p == Precision::exact ? 1e-4 : 5e-2) * std::sqrt(double(w.cols));
+    EXPECT_CLOSE(got.data(), want.data(), got.size(), nmse_tol, abs_tol);
+  }
+}
+
+TEST(VulkanOps, MatmulQuantized) {
+  REQUIRE_BACKENDS();
+  // Single rows, row counts off every tile (2, 8, 64), token counts on both sides of the matvec
+  // limit (8) and of the 64-token tile; all at the Phi layout (group 64, f16 scales).
+  const MatCase shapes[] = {{1, 128, 1}, {37, 256, 1}, {67, 384, 3}, {130, 256, 8},
+                            {65, 512, 9}, {200, 384, 33}, {129, 128, 70}};
+  // Every group size and scale type, on one matvec and one tiled shape (each combination is its
+  // own pipeline: on lavapipe compiling them, not running them, is what takes time).
+  const MatCase sweep[] = {{67, 384, 3}, {65, 384, 20}};
+  struct Cfg { int bits, group; DType st; MatCase c; };
+  std::vector<Cfg> cfgs;
+  for (int bits : {4, 8}) {
+    for (const MatCase& c : shapes) cfgs.push_back({bits, 64, DType::f16, c});
+    for (int group : {32, 64, 128})
+      for (DType st : {DType::f16, DType::bf16, DType::f32})
+        if (group != 64 || st != DType::f16)
+          for (const MatCase& c : sweep) cfgs.push_back({bits, group, st, c});
+  }
+  for (auto& b : backends())
+    for (const Cfg& f : cfgs) {
+      const MatCase& c = f.c;
+      uint32_t seed = uint32_t(c.rows * 131 + c.cols * 7 + c.n + f.bits * 1000 + f.group);
+      SCOPED_TRACE(b->name() + " q" + std::to_string(f.bits) + " g" + std::to_string(f.group) + " " +
+                   dtype_name(f.st) + " rows " + std::to_string(c.rows) + " cols " + std::to_string(c.cols) +
+                   " n " + std::to_string(c.n) + " seed " + std::to_string(seed));
+      std::mt19937 rng(seed);
+      std::vector<float> wf = randn(rng, size_t(c.rows * c.cols), 0.5f);
+      auto q = quantize(wf.data(), DType::f32, c.rows, c.cols, f.bits, f.group, f.st);
+      ASSERT_TRUE(q.ok()) << q.error();
+      check_matmul(*b, q->view(), c.n, rng);
+    }
+}
+
+TEST(VulkanOps, MatmulDense) {
+  REQUIRE_BACKENDS();
+  // Odd column counts exercise the tiled kernel's k tail and the 16-bit element addressing.
+  const MatCase cases[] = {{1, 8, 1}, {33, 45, 1}, {50, 96, 5}, {70, 100, 17}, {64, 64, 64}, {17, 256, 2}};
+  for (auto& b : backends())
+    for (DType t : {DType::f32, DType::f16, DType::bf16})
+      for (const MatCase& c : cases) {
+        uint32_t seed = uint32_t(c.rows * 31 + c.cols * 3 + c.n);
+        SCOPED_TRACE(b->name() + " " + dtype_name(t) + " rows " + std::to_string(c.rows) + " cols " +
+                     std::to_string(c.cols) + " n " + std::to_string(c.n) + " seed " + std::to_string(seed));
+        std::mt19937 rng(seed);
+        DenseMatrix m = make_dense(rng, t, c.rows, c.cols);
+        check_matmul(*b, m.w, c.n, rng);
+      }
+}
+
+// ---------------------------------------------------------------------------------------------
+// small ops
+
+TEST(VulkanOps, Rmsnorm) {
+  REQUIRE_BACKENDS();
+  for (auto& b : backends())
+    for (int64_t rows : {1, 3, 17})
+      for (int64_t dim : {1, 7, 96, 257, 3072}) {
+        SCOPED_TRACE(b->name() + " rows " + std::to_string(rows) + " dim " + std::to_string(dim));
+        std::mt19937 rng(uint32_t(rows * 10007 + dim));
+        auto x = randn(rng, size_t(rows * dim), 2.0f), w = randn(rng, size_t(dim));
+        std::vector<float> want(x.size()), got(x.size(), NAN);
+        rmsnorm_ref(want.data(), x.data(), w.data(), dim, 1e-5f, 0, rows);
+        ASSERT_TRUE(b->rmsnorm(got.data(), x.data(), w.data(), rows, dim, 1e-5f));
+        // Sum of squares in another order and 1/sqrt vs the libm one: a few ulp.
+        EXPECT_CLOSE(got.data(), want.data(), got.size(), 1e-11, 1e-4);
+      }
+}
+
+TEST(VulkanOps, Rope) {
+  REQUIRE_BACKENDS();
+  struct C { int64_t n; int heads, head_dim, rot_dim, extra; };
+  const C cases[] = {{1, 1, 8, 8, 0}, {3, 4, 96, 96, 5}, {5, 3, 128, 96, 0}, {2, 32, 96, 96, 8}, {4, 2, 64, 16, 1}};
+  for (auto& b : backends())
+    for (const C& c : cases) {
+      SCOPED_TRACE(b->name() + " heads " + std::to_string(c.heads) + " rot " + std::to_string(c.rot_dim));
+      std::mt19937 rng(uint32_t(c.n * 100 + c.heads));
+      const int64_t stride = int64_t(c.heads) * c.head_dim + c.extra, half = c.rot_dim / 2;
+      auto x = randn(rng, size_t(c.n * stride));
+      std::vector<float> cs(size_t(c.n * half)), sn(size_t(c.n * half));
+      for (int64_t t = 0; t < c.n; ++t)
+        for (int64_t i = 0; i < half; ++i) {
+          double ang = double(t + 3) * std::pow(10000.0, -2.0 * double(i) / double(c.rot_dim));
+          cs[size_t(t * half + i)] = float(std::cos(ang) * 1.1);
+          sn[size_t(t * half + i)] = float(std::sin(ang) * 1.1);
+        }
+      std::vector<float> want = x, got = x;
+      rope_ref(want.data(), stride, c.heads, c.head_dim, c.rot_dim, cs.data(), sn.data(), 0, c.n);
+      ASSERT_TRUE(b->rope(got.data(), c.n, stride, c.heads, c.head_dim, c.rot_dim, cs.data(), sn.data()));
+      // Two products and a sum per element (FMA contraction may differ): ~1 ulp.
+      EXPECT_CLOSE(got.data(), want.data(), got.size(), 1e-12, 1e-5);
+    }
+}
+
+TEST(VulkanOps, SiluMulAddEmbed) {
+  REQUIRE_BACKENDS();
+  for (auto& b : backends()) {
+    SCOPED_TRACE(b->name());
+    std::mt19937 rng(7);
+    for (int64_t n : {1, 3}) {
+      const int64_t ffn = 1000;
+      auto gu = randn(rng, size_t(n * 2 * ffn), 3.0f);
+      std::vector<float> want(size_t(n * ffn)), got(size_t(n * ffn), NAN);
+      silu_mul_ref(want.data(), gu.data(), ffn, 0, n);
+      ASSERT_TRUE(b->silu_mul(got.data(), gu.data(), n, ffn));
+      // exp differs by a few ulp between libm and the GPU.
+      EXPECT_CLOSE(got.data(), want.data(), got.size(), 1e-11, 1e-4);
+    }
+    for (int64_t n : {1, 1000, 300001}) {
+      auto y = randn(rng, size_t(n)), x = randn(rng, size_t(n));
+      std::vector<float> want = y, got = y;
+      add_ref(want.data(), x.data(), 0, n);
+      ASSERT_TRUE(b->add(got.data(), x.data(), n));
+      EXPECT_CLOSE(got.data(), want.data(), got.size(), 0, 0);  // one rounding: exact
+    }
+    for (int bits : {4, 8})
+      for (DType st : {DType::f16, DType::bf16}) {
+        const int64_t rows = 300, cols = 192;
+        auto wf = randn(rng, size_t(rows * cols));
+        auto q = quantize(wf.data(), DType::f32, rows, cols, bits, 64, st);
+        ASSERT_TRUE(q.ok());
+        std::vector<int32_t> ids = {0, 299, 17, 17, 150};
+        std::vector<float> want(ids.size() * cols), got(ids.size() * cols, NAN);
+        for (size_t t = 0; t < ids.size(); ++t) dequantize_row(q->view(), ids[t], want.data() + t * cols);
+        ASSERT_TRUE(b->embed(got.data(), ids.data(), int64_t(ids.size()), q->view()));
+        // scale * q + bias: the GPU may fuse it into one FMA (one rounding fewer).
+        EXPECT_CLOSE(got.data(), want.data(), got.size(), 1e-13, 1e-6);
+      }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// attention
+
+struct AttnCase {
+  std::vector<std::pair<int64_t, int64_t>> seqs;  // (pos0, n_q)
+  int n_heads, n_kv_heads, head_dim, block_size;
+  int64_t window;
+  DType kv_dtype;
+};
+
+void check_attention(OpsBackend& b, const AttnCase& c, uint32_t seed) {
+  std::mt19937 rng(seed);
+  const int hd = c.head_dim;
+  int64_t n_rows = 0, blocks_needed = 0;
+  for (auto [pos0, nq] : c.seqs) {
+    n_rows += nq;
+    blocks_needed += (pos0 + nq + c.block_size - 1) / c.block_size;
+  }
+  // Pool of blocks, handed out in a shuffled order so block tables are not the identity; one
+  // block more than needed so an unused block sits in the pool too.
+  const int64_t n_blocks = blocks_needed + 1;
+  std::vector<int32_t> order(static_cast<size_t>(n_blocks));
+  std::iota(order.begin(), order.end(), 0);
+  std::shuffle(order.begin(), order.end(), rng);
+  KvLayer kv;
+  kv.dtype = c.kv_dtype;
+  kv.block_size = c.block_size;
+  kv.n_kv_heads = c.n_kv_heads;
+  kv.head_dim = hd;
+  kv.head_stride = int64_t(c.block_size) * hd;
+  kv.block_stride = kv.head_stride * c.n_kv_heads;
+  const size_t elems = size_t(n_blocks * kv.block_stride);
+  auto kf = randn(rng, elems), vf = randn(rng, elems);
+  std::vector<uint16_t> kh(elems), vh(elems);
+  for (size_t i = 0; i < elems; ++i) {
+    kh[i] = f32_to_f16(kf[i]);
+    vh[i] = f32_to_f16(vf[i]);
+  }
+  kv.k = c.kv_dtype == DType::f16 ? static_cast<const void*>(kh.data()) : kf.data();
+  kv.v = c.kv_dtype == DType::f16 ? static_cast<const void*>(vh.data()) : vf.data();
+
+  std::vector<std::vector<int32_t>> tables;
+  std::vector<AttnSeq> seqs;
+  int64_t row = 0, next_block = 0;
+  for (auto [pos0, nq] : c.seqs) {
+    std::vector<int32_t> t;
+    for (int64_t i = 0; i < (pos0 + nq + c.block_size - 1) / c.block_size; ++i) t.push_back(order[size_t(next_block++)]);
+    tables.push_back(std::move(t));
+    seqs.push_back({row, nq, pos0, nullptr});
+    row += nq;
+  }
+  for (size_t s = 0; s < seqs.size(); ++s) seqs[s].block_table = tables[s].data();
+
+  AttnParams p;
+  p.n_heads = c.n_heads;
+  p.scale = 1.0f / std::sqrt(float(hd));
+  p.window = c.window;
+  p.q_stride = int64_t(c.n_heads) * hd + 3;  // padded rows: strides are honoured
+  p.out_stride = int64_t(c.n_heads) * hd + 5;
+  auto q = randn(rng, size_t(n_rows * p.q_stride));
+  std::vector<float> want(size_t(n_rows * p.out_stride), -7.0f), got = want;
+  for (const AttnSeq& s : seqs)
+    for (int h = 0; h < c.n_heads; ++h) attention_ref(want.data(), q.data(), s, kv, p, h, 0, s.n_q);
+  ASSERT_TRUE(b.attention(got.data(), q.data(), seqs.data(), int(seqs.size()), kv, p, n_rows, n_blocks));
+  // Softmax-weighted averages of O(1) values: exp and the summation order differ from the
+  // reference by a few ulp per term. The padding between rows (-7) must stay untouched.
+  EXPECT_CLOSE(got.data(), want.data(), got.size(), 1e-10, 2e-5);
+}
+
+TEST(VulkanOps, AttentionDecode) {
+  REQUIRE_BACKENDS();
+  const AttnCase cases[] = {
+      {{{0, 1}}, 2, 2, 64, 16, 0, DType::f16},
+      {{{5, 1}, {40, 1}, {17, 1}}, 4, 2, 96, 16, 0, DType::f16},
+      {{{300, 1}, {1500, 1}}, 4, 1, 128, 16, 0, DType::f16},    // split-K with a combine pass
+      {{{1000, 1}}, 3, 3, 64, 32, 100, DType::f16},              // sliding window
+      {{{77, 1}, {3, 1}}, 8, 2, 80, 8, 0, DType::f32},
+      {{{10, 2}, {200, 4}}, 4, 2, 64, 16, 0, DType::f16},        // a few queries per sequence
+  };
+  int i = 0;
+  for (auto& b : backends())
+    for (const AttnCase& c : cases) {
+      SCOPED_TRACE(b->name() + " case " + std::to_string(i % 6));
+      check_attention(*b, c, uint32_t(++i));
+    }
+}
+
+TEST(VulkanOps, AttentionPrefill) {
+  REQUIRE_BACKENDS();
+  const AttnCase cases[] = {
+      {{{0, 5}}, 2, 1, 64, 16, 0, DType::f16},
+      {{{0, 40}, {17, 23}}, 4, 2, 96, 16, 0, DType::f16},
+      {{{3, 33}}, 6, 2, 128, 16, 9, DType::f16},   // window inside a tile
+      {{{0, 19}, {100, 6}}, 2, 2, 256, 8, 0, DType::f32},
+      {{{50, 70}}, 3, 1, 80, 32, 0, DType::f16},
+  };
+  int i = 100;
+  for (auto& b : backends())
+    for (const AttnCase& c : cases) {
+      SCOPED_TRACE(b->name() + " case " + std::to_string(i % 5));
+      check_attention(*b, c, uint32_t(++i));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The runtime itself, on one context per device.
+
+std::vector<std::unique_ptr<vulkan::Context>> contexts(bool profile = false) {
+  std::vector<std::unique_ptr<vulkan::Context>> out;
+  auto devices = vulkan::Context::list_devices();
+  if (!devices.ok()) return out;
+  const char* only = std::getenv("PENSIEVE_VK_DEVICE");
+  for (const auto& d : *devices) {
+    if (only && *only && std::atoi(only) != d.index) continue;
+    vulkan::ContextOptions o;
+    o.device = "vulkan:" + std::to_string(d.index);
+    o.profile = profile;
+    auto c = vulkan::Context::create(o);
+    if (c.ok()) out.push_back(std::move(*c));
+  }
+  return out;
+}
+
+template <class T>
+vulkan::Buffer upload(vulkan::Context& ctx, const std::vector<T>& v) {
+  auto b = vulkan::Buffer::create(ctx, v.size() * sizeof(T), vulkan::MemoryKind::device);
+  EXPECT_TRUE(b.ok());
+  EXPECT_TRUE(ctx.upload(*b, 0, v.data(), v.size() * sizeof(T)).ok());
+  return std::move(*b);
+}
+
+template <class T>
+std::vector<T> download(vulkan::Context& ctx, const vulkan::Buffer& b, size_t n) {
+  std::vector<T> v(n);
+  EXPECT_TRUE(ctx.download(v.data(), b, 0, n * sizeof(T)).ok());
+  return v;
+}
+
+TEST(VulkanRuntime, TopkAndArgmax) {
+  auto ctxs = contexts();
+  if (ctxs.empty()) GTEST_SKIP() << "no Vulkan device";
+  for (auto& ctx : ctxs)
+    for (int64_t n : {1, 100, 2048, 2049, 32064, 50000})
+      for (int k : {1, 5, 40}) {
+        SCOPED_TRACE(ctx->info().name + " n " + std::to_string(n) + " k " + std::to_string(k));
+        const int64_t rows = 3;
+        std::mt19937 rng(uint32_t(n + k));
+        std::vector<float> x(size_t(rows * n));
+        // Few distinct values, so ties are common and the index tie-break is exercised.
+        std::uniform_int_distribution<int> lv(-50, 50);
+        for (auto& v : x) v = float(lv(rng)) * 0.25f;
+        auto bx = upload(*ctx, x);
+        auto bv = vulkan::Buffer::create(*ctx, rows * k * 4, vulkan::MemoryKind::readback);
+        auto bi = vulkan::Buffer::create(*ctx, rows * k * 4, vulkan::MemoryKind::readback);
+        auto bs = vulkan::Buffer::create(*ctx, std::max<uint64_t>(16, vulkan::ops::topk_scratch_bytes(rows, n, k)),
+                                         vulkan::MemoryKind::device);
+        ASSERT_TRUE(bv.ok() && bi.ok() && bs.ok());
+        auto cl = vulkan::CommandList::create(*ctx);
+        ASSERT_TRUE(cl.ok());
+        ASSERT_TRUE((*cl)->begin().ok());
+        Status st = vulkan::ops::topk(**cl, bv->whole(), bi->whole(), bx.whole(), rows, n, k, bs->whole());
+        ASSERT_TRUE(st.ok()) << st.error();
+        ASSERT_TRUE((*cl)->end().ok());
+        ASSERT_TRUE((*cl)->submit_and_wait().ok());
+        auto gv = download<float>(*ctx, *bv, size_t(rows * k));
+        auto gi = download<uint32_t>(*ctx, *bi, size_t(rows * k));
+        for (int64_t r = 0; r < rows; ++r) {
+          std::vector<uint32_t> idx(static_cast<size_t>(n));
+          std::iota(idx.begin(), idx.end(), 0u);
+          const float* xr = x.data() + r * n;
+          std::stable_sort(idx.begin(), idx.end(), [&](uint32_t a, uint32_t b) { return xr[a] > xr[b]; });
+          for (int j = 0; j < k; ++j) {
+            if (j >= n) {
+              EXPECT_EQ(gi[size_t(r * k + j)], 0xffffffffu);
+              continue;
+            }
+            EXPECT_EQ(gi[size_t(r * k + j)], idx[size_t(j)]) << "row " << r << " rank " << j;
+            EXPECT_EQ(gv[size_t(r * k + j)], xr[idx[size_t(j)]]);
+          }
+          if (k == 1) {
+            EXPECT_EQ(int64_t(gi[size_t(r)]), ops::argmax(xr, n));
+          }
+        }
+      }
+}
+
+// rmsnorm -> matmul -> add chained through shared buffers, recorded once and submitted twice with
+// new inputs: the automatic barriers order the dependent dispatches, replay reuses everything.
+TEST(VulkanRuntime, RecordedChainReplays) {
+  auto ctxs = contexts(true);
+  if (ctxs.empty()) GTEST_SKIP() << "no Vulkan device";
+  for (auto& ctx : ctxs) {
+    SCOPED_TRACE(ctx->info().name);
+    const int64_t dim = 256, n = 2;
+    std::mt19937 rng(3);
+    auto wf = randn(rng, size_t(dim * dim), 0.3f);
+    auto q = quantize(wf.data(), DType::f32, dim, dim, 4, 64, DType::f16);
+    ASSERT_TRUE(q.ok());
+    auto gw = vulkan::upload_weight(*ctx, q->view());
+    ASSERT_TRUE(gw.ok()) << gw.error();
+    auto norm_w = randn(rng, size_t(dim));
+    auto bnw = upload(*ctx, norm_w);
+    auto bx = vulkan::Buffer::create(*ctx, n * dim * 4, vulkan::MemoryKind::upload);     // written by the host
+    auto bh = vulkan::Buffer::create(*ctx, 2 * n * dim * 4, vulkan::MemoryKind::device);  // scratch: h | y
+    auto bout = vulkan::Buffer::create(*ctx, n * dim * 4, vulkan::MemoryKind::readback);
+    ASSERT_TRUE(bx.ok() && bh.ok() && bout.ok());
+    vulkan::BufferSlice h = bh->slice(0, n * dim * 4), y = bh->slice(n * dim * 4, n * dim * 4);
+    auto cl = vulkan::CommandList::create(*ctx);
+    ASSERT_TRUE(cl.ok());
+    ASSERT_TRUE((*cl)->begin().ok());
+    ASSERT_TRUE(vulkan::ops::rmsnorm(**cl, h, bx->whole(), bnw.whole(), n, dim, 1e-6f).ok());
+    ASSERT_TRUE(vulkan::ops::matmul(**cl, y, dim, h, dim, n, gw->w, Precision::exact).ok());
+    ASSERT_TRUE(vulkan::ops::add(**cl, y, bx->whole(), n * dim).ok());
+    ASSERT_TRUE((*cl)->copy(y, bout->whole()).ok());
+    ASSERT_TRUE((*cl)->end().ok());
+    EXPECT_GE((*cl)->barriers(), 2);  // rmsnorm -> matmul -> add each depend on the previous
+    for (int step = 0; step < 2; ++step) {
+      auto x = randn(rng, size_t(n * dim));
+      std::memcpy(bx->mapped(), x.data(), x.size() * 4);
+      bx->flush();
+      ASSERT_TRUE((*cl)->submit_and_wait().ok());
+      std::vector<float> hh(x.size()), want(x.size()), got(x.size());
+      rmsnorm_ref(hh.data(), x.data(), norm_w.data(), dim, 1e-6f, 0, n);
+      matmul_ref(want.data(), dim, hh.data(), dim, n, q->view(), 0, dim);
+      add_ref(want.data(), x.data(), 0, n * dim);
+      bout->invalidate();
+      std::memcpy(got.data(), bout->mapped(), got.size() * 4);
+      EXPECT_CLOSE(got.data(), want.data(), got.size(), 1e-10, 1e-3);
+    }
+    if (ctx->info().timestamp_period_ns > 0) {
+      auto prof = (*cl)->profile();
+      ASSERT_TRUE(prof.ok()) << prof.error();
+      ASSERT_EQ(prof->size(), 3u);
+      EXPECT_EQ((*prof)[0].label.rfind("rmsnorm", 0), 0u);
+      for (auto& t : *prof) EXPECT_GE(t.ms, 0.0);
+    }
+  }
+}
+
+TEST(VulkanRuntime, MemoryAccountingAndPipelineCache) {
+  auto ctxs = contexts();
+  if (ctxs.empty()) GTEST_SKIP() << "no Vulkan device";
+  auto& ctx = ctxs[0];
+  uint64_t before = ctx->memory_use().device;
+  {
+    auto b = vulkan::Buffer::create(*ctx, 1000, vulkan::MemoryKind::device);
+    ASSERT_TRUE(b.ok());
+    EXPECT_EQ(ctx->memory_use().device, before + 1008);  // rounded to 16 bytes
+  }
+  EXPECT_EQ(ctx->memory_use().device, before);
+  auto cl = vulkan::CommandList::create(*ctx);
+  ASSERT_TRUE(cl.ok());
+  // Build one pipeline, save the cache, and load it in a second context.
+  auto bx = upload(*ctx, std::vector<float>(64, 1.0f));
+  ASSERT_TRUE((*cl)->begin().ok());
+  ASSERT_TRUE(vulkan::ops::add(**cl, bx.whole(), bx.whole(), 64).ok());
+  ASSERT_TRUE((*cl)->end().ok());
+  ASSERT_TRUE((*cl)->submit_and_wait().ok());
+  EXPECT_EQ(download<float>(*ctx, bx, 64)[63], 2.0f);
+  std::string path = ::testing::TempDir() + "pensieve_vk_pipeline_cache.bin";
+  Status st = ctx->pipelines().save_cache(path);
+  ASSERT_TRUE(st.ok()) << st.error();
+  vulkan::ContextOptions o;
+  o.device = "vulkan:" + std::to_string(ctx->info().index);
+  o.pipeline_cache_path = path;
+  auto ctx2 = vulkan::Context::create(o);
+  ASSERT_TRUE(ctx2.ok()) << ctx2.error();
+  std::remove(path.c_str());
+}
+
+TEST(VulkanRuntime, DeviceSelectionErrors) {
+  auto devices = vulkan::Context::list_devices();
+  if (!devices.ok()) GTEST_SKIP() << devices.error();
+  for (const char* bad : {"cpu", "vulkan:", "vulkan:x", "vulkan:-1", "cuda"}) {
+    vulkan::ContextOptions o;
+    o.device = bad;
+    auto c = vulkan::Context::create(o);
+    EXPECT_FALSE(c.ok()) << bad;
+  }
+  vulkan::ContextOptions o;
+  o.device = "vulkan:" + std::to_string(devices->size());
+  auto c = vulkan::Context::create(o);
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.error().find("no device"), std::string::npos) << c.error();
+  // "auto" never picks a CPU implementation unless allowed.
+  o.device = "auto";
+  auto a = vulkan::Context::create(o);
+  if (a.ok()) {
+    EXPECT_FALSE((*a)->info().is_cpu()) << (*a)->info().summary();
+  }
+  bool any_gpu = false;
+  for (auto& d : *devices) any_gpu |= !d.is_cpu();
+  if (!any_gpu) {
+    ASSERT_FALSE(a.ok());
+    EXPECT_NE(a.error().find("vulkan:N"), std::string::npos) << a.error();
+    o.allow_cpu_device = true;
+    EXPECT_TRUE(vulkan::Context::create(o).ok());
+  }
+  for (auto& d : *devices) std::printf("  %s\n", d.summary().c_str());
+}
+
+TEST(VulkanRuntime, MissingLoaderIsAnError) {
+  ::setenv("PENSIEVE_VULKAN_LIBRARY", "/nonexistent/libvulkan.so.1", 1);
+  auto d = vulkan::Context::list_devices();
+  auto c = vulkan::Context::create();
+  auto b = vulkan_ops_backends();
+  ::unsetenv("PENSIEVE_VULKAN_LIBRARY");
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.error().find("no Vulkan loader"), std::string::npos) << d.error();
+  EXPECT_FALSE(c.ok());
+  EXPECT_TRUE(b.empty());
+}
+
+TEST(VulkanRuntime, BadShapesAreErrors) {
+  auto ctxs = contexts();
+  if (ctxs.empty()) GTEST_SKIP() << "no Vulkan device";
+  auto& ctx = ctxs[0];
+  auto buf = vulkan::Buffer::create(*ctx, 4096, vulkan::MemoryKind::device);
+  ASSERT_TRUE(buf.ok());
+  auto cl = vulkan::CommandList::create(*ctx);
+  ASSERT_TRUE(cl.ok());
+  ASSERT_TRUE((*cl)->begin().ok());
+  // Slices too small for the shape, misaligned offsets, bad rope and topk arguments.
+  EXPECT_FALSE(vulkan::ops::rmsnorm(**cl, buf->whole(), buf->whole(), buf->slice(0, 16), 4, 256, 1e-5f).ok());
+  EXPECT_FALSE(vulkan::ops::add(**cl, buf->slice(4, 64), buf->slice(128, 64), 16).ok());
+  EXPECT_FALSE(vulkan::ops::rope(**cl, buf->whole(), 1, 64, 1, 64, 65, buf->whole(), buf->whole()).ok());
+  EXPECT_FALSE(vulkan::ops::topk(**cl, buf->whole(), buf->whole(), buf->whole(), 1, 100, 0, buf->whole()).ok());
+  ASSERT_TRUE((*cl)->end().ok());
+}
+
+}  // namespace
+}  // namespace pensieve
