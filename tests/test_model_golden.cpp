@@ -43,8 +43,11 @@ std::vector<Variant> variants() {
   for (int i = 0; i < n; ++i) {
     v.push_back({tables[i]->name, Precision::exact, DType::f32, 1e-4, 1e-3});
     if (i == 0) continue;  // the scalar reference runs the spec configuration only (it is slow)
-    v.push_back({tables[i]->name, Precision::exact, DType::f16, 3e-3, 3e-3});
-    v.push_back({tables[i]->name, Precision::fast, DType::f16, 0.15, 0.3});
+    // Tolerances measured on the reference table in these configurations (then run on ref,
+    // avx2 and avx512 alike): f16 KV alone gives up to 9.4e-3 on these tiny random models,
+    // int8 activations (fast) up to 0.51 (short prompts) / 0.38 (long); 1.6x headroom.
+    v.push_back({tables[i]->name, Precision::exact, DType::f16, 1.5e-2, 1.5e-2});
+    v.push_back({tables[i]->name, Precision::fast, DType::f16, 0.8, 0.6});
   }
   return v;
 }
