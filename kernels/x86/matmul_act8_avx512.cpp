@@ -1,11 +1,17 @@
 // Quantized W (q4 / q8) × int8 activations, the "fast" precision, AVX-512 VNNI (vpdpbusd:
 // unsigned weight bytes × signed activation bytes, 4 products summed into each int32 lane).
 //
-// Lanes, q4. A 64-byte load of a row holds 128 values; byte p holds value 2p (low nibble) and
-// 2p+1 (high nibble). AND 0x0F gives the even values, a 16-bit shift by 4 then AND the odd
-// ones, each as 64 unsigned bytes. quantize_act stores each 128-value chunk of x as its 64
-// even values then its 64 odd values, so two vpdpbusd give lane i = Σ q·x over values 8i..8i+7.
-// A last chunk of m < 128 values keeps the same split with m/2 bytes per half (masked loads).
+// Lanes, q4, slabs of 512 values (16 activation blocks of 32, 256 bytes of a row). A block is
+// 4 words, word m holding its values 8m..8m+7 (value 2j+h in nibble h of byte j). Four 64-byte
+// loads Z_k hold words 16k..16k+15; a 4 x 4 transpose of 32-bit elements inside each 128-bit
+// lane (8 unpacks) gives W_m with lane p = 4L + k holding word m of block b(p) = 4k + L. AND
+// 0x0F / shift-and-AND split W_m into the even / odd values of those words. quantize_act stores
+// each slab of x as 8 sections (m, h) of 64 bytes, lane p of section (m, h) holding values
+// 8m + 2j + h (j = 0..3) of block b(p). Then 8 vpdpbusd leave in lane p the whole int32 dot
+// product of block b(p): one convert and one FMA per 512 values and output, not per 128.
+// Values past the last whole slab go in chunks of 128: a 64-byte load split into even / odd
+// values, x stored as the chunk's 64 even values then its 64 odd ones, two vpdpbusd giving
+// lane i = values 8i..8i+7 (a last chunk of m < 128 values: m/2 bytes per half, masked).
 // q8: weights are bytes already (value p = byte p); x stays in natural order, chunks of 64
 // values, lane i = values 4i..4i+3.
 // Either way a lane lies inside one activation block (32 values) and one weight group, so
@@ -18,10 +24,9 @@
 namespace pensieve {
 namespace {
 
-constexpr int64_t kL2Bytes = 256 * 1024;  // activation bytes per token block
 // Tile: 4 rows x 3 tokens. 12 accumulators + 8 decoded weight vectors + operands fill the 32
 // registers (4 x 4 spills); measured on Zen 5, 4x3 beat 3x4, 2x6, 4x4 and 2x8.
-constexpr int kRows = 4, kTokens = 3;
+constexpr int kRows = 1, kTokens = 8;
 
 inline __mmask64 first_bytes(int64_t n) { return n >= 64 ? ~__mmask64(0) : (__mmask64(1) << n) - 1; }
 
@@ -32,6 +37,10 @@ struct Lanes {
   int64_t blocks;     // activation blocks per row
   __m512i group_idx;  // lane -> weight group within the chunk
   __m512i block_idx;  // lane -> activation block within the chunk
+  // q4 slabs: lane p holds block 4·(p % 4) + p / 4 of the slab.
+  __m512i slab_block_idx;  // lane -> activation block within the slab
+  __m512i slab_group_idx;  // lane -> weight group within the slab
+  __mmask16 slab_group_mask;  // the slab's groups (512 / group size)
 };
 
 // Sums one chunk (P values, or the last m < P) of R rows against T tokens into acc.
@@ -78,6 +87,63 @@ PENSIEVE_INLINE void chunk(__m512 (&acc)[R][T], const uint8_t* w0, int64_t wstri
   }
 }
 
+// One 512-value slab of R consecutive q4 rows against T tokens (see the top comment).
+template <DType S, int R, int T>
+PENSIEVE_INLINE void slab(__m512 (&acc)[R][T], const uint8_t* w0, int64_t wstride, const void* scales, int64_t sstride,
+                          const int8_t* x0, const float* d0, int64_t xstride, int64_t dstride, const Lanes& ln) {
+  const __m512i nib = _mm512_set1_epi8(0x0f);
+  __m512i lo[R][4], hi[R][4];
+  __m512 s[R];
+  PENSIEVE_UNROLL
+  for (int r = 0; r < R; ++r) {
+    const uint8_t* wr = w0 + r * wstride;
+    __m512i z[4];
+    PENSIEVE_UNROLL
+    for (int k = 0; k < 4; ++k) {
+      // The same bytes of the next tile's row: decode streams rows from DRAM.
+      _mm_prefetch(reinterpret_cast<const char*>(wr + R * wstride + 64 * k), _MM_HINT_T0);
+      z[k] = _mm512_loadu_si512(wr + 64 * k);
+    }
+    const __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
+    const __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
+    const __m512i wm[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2), _mm512_unpacklo_epi64(t1, t3),
+                           _mm512_unpackhi_epi64(t1, t3)};
+    PENSIEVE_UNROLL
+    for (int m = 0; m < 4; ++m) {
+      lo[r][m] = _mm512_and_si512(wm[m], nib);
+      hi[r][m] = _mm512_and_si512(_mm512_srli_epi16(wm[m], 4), nib);
+    }
+    s[r] = _mm512_permutexvar_ps(ln.slab_group_idx, load_scalars<S>(scales, r * sstride, ln.slab_group_mask));
+  }
+  // Integer sums are exact, so the order of the 8 vpdpbusd per output is free: sections outer,
+  // outputs inner keeps R·T independent chains in flight instead of one chain of 8 at a time.
+  __m512i isum[R][T];
+  PENSIEVE_UNROLL
+  for (int r = 0; r < R; ++r)
+    PENSIEVE_UNROLL
+    for (int t = 0; t < T; ++t) isum[r][t] = _mm512_setzero_si512();
+  PENSIEVE_UNROLL
+  for (int m = 0; m < 4; ++m) {
+    PENSIEVE_UNROLL
+    for (int t = 0; t < T; ++t) {
+      const int8_t* xq = x0 + t * xstride + 128 * m;
+      const __m512i xlo = _mm512_loadu_si512(xq), xhi = _mm512_loadu_si512(xq + 64);
+      PENSIEVE_UNROLL
+      for (int r = 0; r < R; ++r) {
+        isum[r][t] = _mm512_dpbusd_epi32(isum[r][t], lo[r][m], xlo);
+        isum[r][t] = _mm512_dpbusd_epi32(isum[r][t], hi[r][m], xhi);
+      }
+    }
+  }
+  PENSIEVE_UNROLL
+  for (int t = 0; t < T; ++t) {
+    const __m512 d = _mm512_permutexvar_ps(ln.slab_block_idx, _mm512_loadu_ps(d0 + t * dstride));
+    PENSIEVE_UNROLL
+    for (int r = 0; r < R; ++r)
+      acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][t]), _mm512_mul_ps(s[r], d), acc[r][t]);
+  }
+}
+
 // Outputs y[t0 + t, r0 + r] for t < T, r < R.
 template <int Bits, DType S, int R, int T>
 void tile(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, int64_t r0, int64_t t0, const Lanes& ln) {
@@ -91,8 +157,11 @@ void tile(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, int64_t 
   // Rows of a tile are consecutive in memory: one pointer and a stride.
   const int64_t wstride = cols * Bits / 8, sstride = ln.groups;
   const uint8_t* w0 = reinterpret_cast<const uint8_t*>(row_words(w, r0));
-  const int64_t full = cols / P * P;
-  for (int64_t c0 = 0; c0 < full; c0 += P)
+  const int64_t slabs = Bits == 4 ? cols / 512 * 512 : 0, full = cols / P * P;
+  for (int64_t c0 = 0; c0 < slabs; c0 += 512)
+    slab<S, R, T>(acc, w0 + c0 / 2, wstride, scalars_at<S>(w.scales, r0 * ln.groups + (c0 >> ln.gshift)), sstride,
+                  a.q + t0 * cols + c0, a.d + t0 * ln.blocks + c0 / kActBlock, cols, ln.blocks, ln);
+  for (int64_t c0 = slabs; c0 < full; c0 += P)
     chunk<Bits, S, R, T, false>(acc, w0 + c0 * Bits / 8, wstride, scalars_at<S>(w.scales, r0 * ln.groups + (c0 >> ln.gshift)),
                                 sstride, a.q + t0 * cols + c0, a.d + t0 * ln.blocks + c0 / kActBlock, cols, ln.blocks, P, ln);
   if (full < cols)
@@ -139,21 +208,31 @@ void matmul_impl(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, i
   }
   ln.group_idx = _mm512_load_si512(gi);
   ln.block_idx = _mm512_load_si512(bi);
+  alignas(64) int32_t sb[16], sg[16];
+  for (int p = 0; p < 16; ++p) {
+    sb[p] = 4 * (p % 4) + p / 4;
+    sg[p] = sb[p] * kActBlock / ln.group;
+  }
+  ln.slab_block_idx = _mm512_load_si512(sb);
+  ln.slab_group_idx = _mm512_load_si512(sg);
+  ln.slab_group_mask = first_lanes16(512 / ln.group);
+  // Token tiles outer, rows inner: a tile's activations (T x cols bytes, 24 KiB for 8 x 3072)
+  // stay in L1 while the call's rows (<= 256 by ops::matmul, ~400 KiB) stream from L2 once per
+  // tile. (Rows outer re-read every token of the block from L2 for each row: L2-bound.)
   constexpr int R = kRows, T = kTokens;
-  const int64_t block = imax(T, kL2Bytes / w.cols / T * T);
-  for (int64_t b0 = 0; b0 < a.n; b0 += block) {
-    const int64_t b1 = imin(a.n, b0 + block);
-    for (int64_t r = r0; r < r1; r += R) {
-      int64_t t = b0;
-      for (; t + T <= b1; t += T) tile_at<Bits, S, R, T>(y, ldy, a, w, r, r1, t, ln);
-      switch (b1 - t) {
-        case 5: if constexpr (T > 5) tile_at<Bits, S, R, 5>(y, ldy, a, w, r, r1, t, ln); break;
-        case 4: if constexpr (T > 4) tile_at<Bits, S, R, 4>(y, ldy, a, w, r, r1, t, ln); break;
-        case 3: if constexpr (T > 3) tile_at<Bits, S, R, 3>(y, ldy, a, w, r, r1, t, ln); break;
-        case 2: tile_at<Bits, S, R, 2>(y, ldy, a, w, r, r1, t, ln); break;
-        case 1: tile_at<Bits, S, R, 1>(y, ldy, a, w, r, r1, t, ln); break;
-        default: break;
-      }
+  int64_t t = 0;
+  for (; t + T <= a.n; t += T)
+    for (int64_t r = r0; r < r1; r += R) tile_at<Bits, S, R, T>(y, ldy, a, w, r, r1, t, ln);
+  const int64_t rest = a.n - t;
+  for (int64_t r = r0; r < r1 && rest > 0; r += R) {
+    switch (rest) {
+      case 7: if constexpr (T > 7) tile_at<Bits, S, R, 7>(y, ldy, a, w, r, r1, t, ln); break;
+      case 6: if constexpr (T > 6) tile_at<Bits, S, R, 6>(y, ldy, a, w, r, r1, t, ln); break;
+      case 5: if constexpr (T > 5) tile_at<Bits, S, R, 5>(y, ldy, a, w, r, r1, t, ln); break;
+      case 4: if constexpr (T > 4) tile_at<Bits, S, R, 4>(y, ldy, a, w, r, r1, t, ln); break;
+      case 3: if constexpr (T > 3) tile_at<Bits, S, R, 3>(y, ldy, a, w, r, r1, t, ln); break;
+      case 2: tile_at<Bits, S, R, 2>(y, ldy, a, w, r, r1, t, ln); break;
+      default: tile_at<Bits, S, R, 1>(y, ldy, a, w, r, r1, t, ln); break;
     }
   }
 }
@@ -192,7 +271,18 @@ void quantize_impl(ActQ8& a, const float* x, int64_t ldx, int64_t t0, int64_t t1
         gsum = 0;
       }
       const int64_t c = b * kActBlock, c0 = c / P * P;
-      if constexpr (Bits == 4) {
+      if (Bits == 4 && c < cols / 512 * 512) {
+        // Slab layout: section (m, h) at 128m + 64h of the slab, this block at lane p = 4·(b % 4) + b / 4
+        // of it (b within the slab), values 8m + 2j + h at bytes 4p + j.
+        const int64_t s0 = c / 512 * 512, bs = (c - s0) / kActBlock, p = 4 * (bs % 4) + bs / 4;
+        alignas(16) int8_t ev[16], od[16];  // even / odd values of the block, in order
+        _mm_store_si128(reinterpret_cast<__m128i*>(ev), _mm512_cvtsepi32_epi8(_mm512_permutex2var_epi32(q0, even, q1)));
+        _mm_store_si128(reinterpret_cast<__m128i*>(od), _mm512_cvtsepi32_epi8(_mm512_permutex2var_epi32(q0, odd, q1)));
+        for (int m = 0; m < 4; ++m) {
+          __builtin_memcpy(qd + s0 + 128 * m + 4 * p, ev + 4 * m, 4);
+          __builtin_memcpy(qd + s0 + 128 * m + 64 + 4 * p, od + 4 * m, 4);
+        }
+      } else if constexpr (Bits == 4) {
         const int64_t half = imin(P, cols - c0) / 2;
         const int64_t k = (c - c0) / 2;  // position of this block's first even value in its half
         _mm_storeu_si128(reinterpret_cast<__m128i*>(qd + c0 + k), _mm512_cvtsepi32_epi8(_mm512_permutex2var_epi32(q0, even, q1)));

@@ -151,14 +151,16 @@ void matmul_q_impl(float* y, int64_t ldy, const ActF32& a, const WeightMatrix& w
     for (int64_t r = r0; r < r1; r += 4) tile_at<Bits, S, 4, 1>(y, ldy, a, w, r, r1, 0, g);
     return;
   }
-  // Token blocks whose activations stay in L2 while every row of [r0, r1) streams past them.
-  const int64_t block = imax(2, kL2Bytes / (w.cols * 4) / 2 * 2);
-  for (int64_t b0 = 0; b0 < a.n; b0 += block) {
-    const int64_t b1 = imin(a.n, b0 + block);
-    for (int64_t r = r0; r < r1; r += 2) {
-      int64_t t = b0;
-      for (; t + 2 <= b1; t += 2) tile_at<Bits, S, 2, 2>(y, ldy, a, w, r, r1, t, g);
-      if (t < b1) tile_at<Bits, S, 2, 1>(y, ldy, a, w, r, r1, t, g);
+  // Batches: token tiles outer (their activations stay in L1), rows inner (the call's rows
+  // stream from L2 once per tile); 1 row x 4 tokens shares each decoded weight vector 4 times.
+  int64_t t = 0;
+  for (; t + 4 <= a.n; t += 4)
+    for (int64_t r = r0; r < r1; ++r) tile<Bits, S, 1, 4>(y, ldy, a, w, r, t, g);
+  for (int64_t r = r0; r < r1 && t < a.n; ++r) {
+    switch (a.n - t) {
+      case 3: tile<Bits, S, 1, 3>(y, ldy, a, w, r, t, g); break;
+      case 2: tile<Bits, S, 1, 2>(y, ldy, a, w, r, t, g); break;
+      default: tile<Bits, S, 1, 1>(y, ldy, a, w, r, t, g); break;
     }
   }
 }
