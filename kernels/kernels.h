@@ -109,12 +109,12 @@ struct CpuKernels {
   void (*rope)(float* x, int64_t stride, int n_heads, int head_dim, int rot_dim, const float* cos,
                const float* sin, int64_t t0, int64_t t1);
 
-  // Causal attention for queries [i0, i1) of one sequence and every query head h that reads kv
-  // head kh (h = kh·g .. kh·g + g − 1, g = n_heads / n_kv_heads), online softmax, f32 accumulation:
-  //   out[t, h] = Σ_j softmax_j(scale · q[t, h]·k[j]) · v[j]  over the visible keys j.
-  // The heads of one group run together so their keys and values are read once.
+  // Causal attention for queries [i0, i1) of one sequence and every query head h that reads a kv
+  // head in [kh0, kh1) (h = kh·g .. kh·g + g − 1, g = n_heads / n_kv_heads), online softmax, f32
+  // accumulation:  out[t, h] = Σ_j softmax_j(scale · q[t, h]·k[j]) · v[j]  over the visible keys j.
+  // The heads of a call run together so their keys and values are read once, in cache order.
   void (*attention)(float* out, const float* q, const AttnSeq& seq, const KvLayer& kv, const AttnParams& p,
-                    int kh, int64_t i0, int64_t i1);
+                    int kh0, int kh1, int64_t i0, int64_t i1);
 
   // out[t, i] = silu(gu[t, i]) · gu[t, ffn + i] for t in [t0, t1), i < ffn; silu(g) = g / (1 + e^-g).
   void (*silu_mul)(float* out, const float* gu, int64_t ffn, int64_t t0, int64_t t1);

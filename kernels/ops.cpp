@@ -85,21 +85,28 @@ void rope(KernelContext& c, float* x, int64_t n, int64_t stride, int n_heads, in
 
 void attention(KernelContext& c, float* out, const float* q, const AttnSeq* seqs, int n_seqs, const KvLayer& kv,
                const AttnParams& p) {
-  // Work items: (sequence, kv head, chunk of up to kQChunk queries); an item runs every query
-  // head of its kv head's group so the group's keys and values are read once.
+  // Work items: (sequence, chunk of up to kQChunk queries, range of kv heads). An item runs every
+  // query head of its kv heads, so their keys and values are read once and in cache order (a
+  // block's rows of consecutive heads are contiguous). Heads are split only as far as needed to
+  // give every thread about 4 items: decode of many sequences runs all heads per item.
   constexpr int64_t kQChunk = 16;
   auto chunks = [&](int s) { return (seqs[s].n_q + kQChunk - 1) / kQChunk; };
-  int64_t items = 0;
-  for (int s = 0; s < n_seqs; ++s) items += kv.n_kv_heads * chunks(s);
-  c.pool().parallel_for(items, 1, [&](int64_t b, int64_t e) {
+  int64_t q_items = 0;
+  for (int s = 0; s < n_seqs; ++s) q_items += chunks(s);
+  if (q_items == 0) return;
+  const int64_t want = 4 * int64_t(c.pool().size());
+  const int splits = int(std::clamp<int64_t>((want + q_items - 1) / q_items, 1, kv.n_kv_heads));
+  const int heads_per = (kv.n_kv_heads + splits - 1) / splits;
+  const int head_items = (kv.n_kv_heads + heads_per - 1) / heads_per;
+  c.pool().parallel_for(q_items * head_items, 1, [&](int64_t b, int64_t e) {
     for (int64_t item = b; item < e; ++item) {
-      int64_t rest = item;
+      int64_t rest = item / head_items;
+      const int hi = int(item % head_items);
       int s = 0;
-      for (; rest >= kv.n_kv_heads * chunks(s); ++s) rest -= kv.n_kv_heads * chunks(s);
-      int kh = int(rest / chunks(s));
-      int64_t i0 = (rest % chunks(s)) * kQChunk;
-      int64_t i1 = std::min(i0 + kQChunk, seqs[s].n_q);
-      c.k().attention(out, q, seqs[s], kv, p, kh, i0, i1);
+      for (; rest >= chunks(s); ++s) rest -= chunks(s);
+      const int64_t i0 = rest * kQChunk, i1 = std::min(i0 + kQChunk, seqs[s].n_q);
+      const int kh0 = hi * heads_per, kh1 = std::min(kv.n_kv_heads, kh0 + heads_per);
+      c.k().attention(out, q, seqs[s], kv, p, kh0, kh1, i0, i1);
     }
   });
 }

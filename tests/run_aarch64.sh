@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Cross-compiles the kernel tests for aarch64 (Debian's g++-aarch64-linux-gnu, kernels only) and
+# Cross-compiles the kernel tests for aarch64 (Debian's g++-aarch64-linux-gnu, kernels only: tensor/,
+# quant/, kernels/ and their tests) and
 # runs them under qemu-user with "-cpu max", so the NEON and dot-product kernel tables are tested
 # against the reference on this x86 machine. Usage: tests/run_aarch64.sh [build dir]
 set -euo pipefail
@@ -10,7 +11,7 @@ for tool in aarch64-linux-gnu-g++ qemu-aarch64-static; do
 done
 cmake -S . -B "$build" -G Ninja -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake -DCMAKE_BUILD_TYPE=Release \
   -DPENSIEVE_KERNELS_ONLY=ON -DPENSIEVE_BENCH=OFF >/dev/null
-ninja -C "$build" -j"$(nproc)" test_ops test_quant test_ref_f64
+ninja -C "$build" -j"$(nproc)"  # kernels-only: the libraries, test_ops, test_quant, test_ref_f64, test_fuzz_corpus
 # Each test binary also runs as a whole once to print which tables it found.
 qemu-aarch64-static -cpu max -L /usr/aarch64-linux-gnu "$build/tests/test_ops" --gtest_filter='CpuTables.*' | grep 'tables'
 ctest --test-dir "$build" --output-on-failure -j"$(nproc)"

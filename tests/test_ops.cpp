@@ -18,6 +18,7 @@
 #include <memory>
 #include <numeric>
 #include <sstream>
+#include <tuple>
 
 #include "kernels/ops.h"
 #include "kernels/ref/ref.h"
@@ -372,8 +373,7 @@ TEST_P(OpsTest, Attention) {
     const int64_t out_n = s.q_rows * s.p.out_stride;
     std::vector<float> want(static_cast<size_t>(out_n));
     for (const AttnSeq& q : s.seqs)
-      for (int kh = 0; kh < c.n_kv_heads; ++kh)
-        cpu_kernels_ref().attention(want.data(), s.q.data(), q, s.kv, s.p, kh, 0, q.n_q);
+      cpu_kernels_ref().attention(want.data(), s.q.data(), q, s.kv, s.p, 0, c.n_kv_heads, 0, q.n_q);
     Guarded got(out_n);
     if (!backend().attention(got.data(), s.q.data(), s.seqs.data(), int(s.seqs.size()), s.kv, s.p, s.q_rows,
                              s.n_blocks)) {
@@ -618,14 +618,17 @@ TEST_P(CpuTableTest, OpsMatmulIsThreadInvariantBitwise) {
 // A query's attention output is the same bits in decode (alone), inside a prefill chunk, and
 // among other sequences; and per-row ops do not depend on the rows around them.
 TEST_P(CpuTableTest, AttentionIsBatchInvariantBitwise) {
-  for (DType kvt : {DType::f16, DType::f32}) {
-    AttnCase c{12, 4, 96, 16, kvt, 0, {{45, 0}, {3, 60}}, kTranscendentalTol};
+  // GQA (3 heads share a kv head: a converted copy of K/V serves them) and no GQA (a lone
+  // decode query reads the cache directly, a prefill chunk through the copy): same bits.
+  for (auto [n_heads, n_kv, kvt] : {std::tuple{12, 4, DType::f16}, std::tuple{12, 4, DType::f32},
+                                    std::tuple{8, 8, DType::f16}, std::tuple{8, 8, DType::f32}}) {
+    AttnCase c{n_heads, n_kv, 96, 16, kvt, 0, {{45, 0}, {3, 60}}, kTranscendentalTol};
     std::mt19937_64 rng(test::base_seed() + 8000);
     AttnSetup s = make_attention(c, rng);
     const int64_t out_n = s.q_rows * s.p.out_stride;
     std::vector<float> all(static_cast<size_t>(out_n));
     for (const AttnSeq& q : s.seqs)
-      for (int kh = 0; kh < c.n_kv_heads; ++kh) k().attention(all.data(), s.q.data(), q, s.kv, s.p, kh, 0, q.n_q);
+      for (int kh = 0; kh < c.n_kv_heads; ++kh) k().attention(all.data(), s.q.data(), q, s.kv, s.p, kh, kh + 1, 0, q.n_q);
     for (const AttnSeq& q : s.seqs) {
       for (int64_t i = 0; i < q.n_q; ++i) {
         // Query i alone, as a decode step at its position: a sequence of one query.
@@ -634,14 +637,15 @@ TEST_P(CpuTableTest, AttentionIsBatchInvariantBitwise) {
         one.pos0 = q.pos0 + i;
         one.n_q = 1;
         std::vector<float> out(size_t(out_n), 0.0f);
-        for (int kh = 0; kh < c.n_kv_heads; ++kh) k().attention(out.data(), s.q.data(), one, s.kv, s.p, kh, 0, 1);
+        k().attention(out.data(), s.q.data(), one, s.kv, s.p, 0, c.n_kv_heads, 0, 1);  // all heads in one call
         const int64_t row = (q.q_begin + i) * s.p.out_stride;
         ASSERT_EQ(0, std::memcmp(&out[size_t(row)], &all[size_t(row)], size_t(s.p.out_stride) * 4))
             << k().name << " " << dtype_name(kvt) << " query " << i << " alone differs";
         // And inside a chunk [i0, i1) around it.
         int64_t i0 = std::max<int64_t>(0, i - 2), i1 = std::min(q.n_q, i + 5);
         std::vector<float> out2(size_t(out_n), 0.0f);
-        for (int kh = 0; kh < c.n_kv_heads; ++kh) k().attention(out2.data(), s.q.data(), q, s.kv, s.p, kh, i0, i1);
+        k().attention(out2.data(), s.q.data(), q, s.kv, s.p, 1, c.n_kv_heads, i0, i1);  // heads 1.. only
+        k().attention(out2.data(), s.q.data(), q, s.kv, s.p, 0, 1, i0, i1);
         ASSERT_EQ(0, std::memcmp(&out2[size_t(row)], &all[size_t(row)], size_t(s.p.out_stride) * 4))
             << k().name << " " << dtype_name(kvt) << " query " << i << " in chunk differs";
       }

@@ -189,7 +189,7 @@ TEST(RefVsF64, AttentionMatchesExactSoftmax) {
   AttnSeq seq{0, n_q, 0, table.data()};
   AttnParams p{n_heads, 1.0f / 8, 0, int64_t(n_heads) * hd, int64_t(n_heads) * hd};
   std::vector<float> q = test::normal(rng, size_t(n_q * n_heads * hd), 2.0f), out(q.size());
-  for (int kh = 0; kh < n_kv; ++kh) attention_ref(out.data(), q.data(), seq, kv, p, kh, 0, n_q);
+  attention_ref(out.data(), q.data(), seq, kv, p, 0, n_kv, 0, n_q);
   for (int64_t i = 0; i < n_q; ++i)
     for (int h = 0; h < n_heads; ++h) {
       int kh = h / (n_heads / n_kv);

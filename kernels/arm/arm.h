@@ -18,7 +18,7 @@ void matmul_act8_dotprod(float* y, int64_t ldy, const ActQ8& a, const WeightMatr
 void rmsnorm_neon(float* y, const float* x, const float* w, int64_t dim, float eps, int64_t r0, int64_t r1);
 void rope_neon(float* x, int64_t stride, int n_heads, int head_dim, int rot_dim, const float* cos, const float* sin,
                int64_t t0, int64_t t1);
-void attention_neon(float* out, const float* q, const AttnSeq& seq, const KvLayer& kv, const AttnParams& p, int kh,
+void attention_neon(float* out, const float* q, const AttnSeq& seq, const KvLayer& kv, const AttnParams& p, int kh0, int kh1,
                     int64_t i0, int64_t i1);
 void silu_mul_neon(float* out, const float* gu, int64_t ffn, int64_t t0, int64_t t1);
 void add_neon(float* y, const float* x, int64_t i0, int64_t i1);

@@ -1,6 +1,6 @@
 // Causal grouped-query attention over the paged KV cache, online softmax, f32 accumulation.
-// For query i of the sequence (position p = pos0 + i) and each query head h of kv head kh
-// (h = kh·g .. kh·g + g − 1, g = n_heads / n_kv_heads):
+// For query i of the sequence (position p = pos0 + i) and each query head h of the kv heads
+// kh in [kh0, kh1) (h = kh·g .. kh·g + g − 1, g = n_heads / n_kv_heads):
 //   s_j = scale · q·k_j  for visible j (0 <= j <= p, and j > p − window when window > 0)
 //   out = Σ_j e^{s_j − m} v_j / Σ_j e^{s_j − m}     (m = running max, updated key by key)
 #include <cmath>
@@ -9,12 +9,13 @@
 
 namespace pensieve {
 
-void attention_ref(float* out, const float* q, const AttnSeq& seq, const KvLayer& kv, const AttnParams& p, int kh,
-                   int64_t i0, int64_t i1) {
+void attention_ref(float* out, const float* q, const AttnSeq& seq, const KvLayer& kv, const AttnParams& p, int kh0,
+                   int kh1, int64_t i0, int64_t i1) {
   const int hd = kv.head_dim;
   const int group = p.n_heads / kv.n_kv_heads;
   float acc[kMaxHeadDim];  // head_dim <= kMaxHeadDim is checked by the model config
-  for (int h = kh * group; h < (kh + 1) * group; ++h) {
+  for (int h = kh0 * group; h < kh1 * group; ++h) {
+    const int kh = h / group;
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t pos = seq.pos0 + i;
       const float* qi = q + (seq.q_begin + i) * p.q_stride + int64_t(h) * hd;

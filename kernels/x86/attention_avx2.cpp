@@ -102,10 +102,13 @@ void attention_impl(float* out, const float* q, const AttnSeq& seq, const KvLaye
 
 }  // namespace
 
-void attention_avx2(float* out, const float* q, const AttnSeq& seq, const KvLayer& kv, const AttnParams& p, int kh,
-                    int64_t i0, int64_t i1) {
-  if (kv.dtype == DType::f16) attention_impl<DType::f16>(out, q, seq, kv, p, kh, i0, i1);
-  else attention_impl<DType::f32>(out, q, seq, kv, p, kh, i0, i1);
+// One kv head at a time (the arithmetic of a head does not depend on the others).
+void attention_avx2(float* out, const float* q, const AttnSeq& seq, const KvLayer& kv, const AttnParams& p, int kh0,
+                    int kh1, int64_t i0, int64_t i1) {
+  for (int kh = kh0; kh < kh1; ++kh) {
+    if (kv.dtype == DType::f16) attention_impl<DType::f16>(out, q, seq, kv, p, kh, i0, i1);
+    else attention_impl<DType::f32>(out, q, seq, kv, p, kh, i0, i1);
+  }
 }
 
 }  // namespace pensieve

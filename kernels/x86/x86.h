@@ -17,7 +17,7 @@ namespace pensieve {
   void rope_##isa(float* x, int64_t stride, int n_heads, int head_dim, int rot_dim, const float* cos,             \
                   const float* sin, int64_t t0, int64_t t1);                                                      \
   void attention_##isa(float* out, const float* q, const AttnSeq& seq, const KvLayer& kv, const AttnParams& p,    \
-                       int kh, int64_t i0, int64_t i1);                                                           \
+                       int kh0, int kh1, int64_t i0, int64_t i1);                                                           \
   void silu_mul_##isa(float* out, const float* gu, int64_t ffn, int64_t t0, int64_t t1);                          \
   void add_##isa(float* y, const float* x, int64_t i0, int64_t i1);                                               \
   void f16_to_f32_##isa(float* dst, const uint16_t* src, int64_t i0, int64_t i1);                                 \
