@@ -18,9 +18,10 @@ namespace pensieve {
 
 // Activations prepared once per matmul call for the quantized-weight kernels, by the same table
 // whose matmul then reads them, for weights of one (bits, group_size). Inside each row the values
-// are in the order that table's SIMD lanes decode the packed weights in (e.g. AVX-512 splits a
-// 64-byte load of q4 words into low and high nibbles, so its int8 row holds each 128 values as
-// the 64 even ones then the 64 odd ones): preparing is O(n·cols), so reordering there is free.
+// are in the order that table's SIMD lanes decode the packed weights in (e.g. AVX2 splits a
+// 32-byte load of q4 words into low and high nibbles, so its int8 row holds each 64 values as the
+// 32 even ones then the 32 odd ones; the AVX-512 file describes its slabs of 512): preparing is
+// O(n·cols), so reordering there is free.
 // The reference tables keep natural order. Tests always run a table's prepare with its own matmul.
 //
 // exact: f32 activations.  x[t, :] permuted and, where a table decodes nibble j of a word as
@@ -34,7 +35,8 @@ struct ActF32 {
 };
 
 // fast: int8 activations per block of kActBlock values (as llama.cpp's q8_0):
-//   d[t, b] = max|x[t, block b]| / 127,  q[t, c] = round_half_even(x[t, c] / d)  in [-127, 127],
+//   d[t, b] = max|x[t, block b]| / 127,  q[t, c] = round_half_even(x[t, c] · (1/d))  in [-127, 127]
+//   (d = 0 gives q = 0), every table bit for bit as the reference,
 //   gsum[t, g] = Σ_{blocks b in group g} d[t, b] · Σ_{c in b} q[t, c]   (for the bias term).
 // d and gsum are in natural block order; q is permuted within each row as the table prefers.
 inline constexpr int kActBlock = 32;
