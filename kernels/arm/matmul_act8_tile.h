@@ -19,7 +19,9 @@
 namespace pensieve {
 namespace {
 
-constexpr int64_t kAct8L2Bytes = 256 * 1024;  // activation bytes per token block
+// Activation bytes per token block: small enough to stay in L1 while the call's rows (<= 256,
+// ~400 KiB of q4) stream from L2 once per block; larger blocks made batches L2-bound on AVX-512.
+constexpr int64_t kAct8L2Bytes = 32 * 1024;
 
 // One row's block, decoded once and used for every token of the tile.
 struct WBlock {
@@ -52,7 +54,9 @@ void act8_tile(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, int
     float s[R];
     PENSIEVE_UNROLL
     for (int r = 0; r < R; ++r) {
-      wb[r] = decode_block<Bits>(row_bytes(w, r0 + r) + c0 * Bits / 8);
+      const uint8_t* wr = row_bytes(w, r0 + r) + c0 * Bits / 8;
+      __builtin_prefetch(wr + 16 * 1024);  // rows are contiguous: one stream, prefetched ahead
+      wb[r] = decode_block<Bits>(wr);
       s[r] = load1<S>(w.scales, (r0 + r) * groups + (c0 >> gshift));
     }
     PENSIEVE_UNROLL

@@ -15,7 +15,9 @@
 namespace pensieve {
 namespace {
 
-constexpr int64_t kL2Bytes = 256 * 1024;  // activation bytes per token block
+// Activation bytes per token block: small enough to stay in L1 while the call's rows (<= 256,
+// ~400 KiB of q4) stream from L2 once per block; larger blocks made batches L2-bound on AVX-512.
+constexpr int64_t kL2Bytes = 32 * 1024;
 
 template <int Bits>
 constexpr float x_scale(int j) {
@@ -60,7 +62,11 @@ void tile(float* y, int64_t ldy, const ActF32& a, const WeightMatrix& w, int64_t
   for (int64_t c0 = 0; c0 < cols; c0 += P) {
     uint32x4_t wv[R];
     PENSIEVE_UNROLL
-    for (int r = 0; r < R; ++r) wv[r] = vld1q_u32(row_words(w, r0 + r) + c0 / V);
+    for (int r = 0; r < R; ++r) {
+      const uint32_t* wr = row_words(w, r0 + r) + c0 / V;
+      __builtin_prefetch(reinterpret_cast<const char*>(wr) + 16 * 1024);  // rows are one stream
+      wv[r] = vld1q_u32(wr);
+    }
     float32x4_t dot[R][T];
     PENSIEVE_UNROLL
     for (int r = 0; r < R; ++r)

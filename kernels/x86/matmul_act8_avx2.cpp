@@ -19,7 +19,10 @@
 namespace pensieve {
 namespace {
 
-constexpr int64_t kL2Bytes = 256 * 1024;  // activation bytes per token block
+// Activation bytes per token block: small enough to stay in L1 while the call's rows (<= 256,
+// ~400 KiB of q4) stream from L2 once per block; larger blocks made batches L2-bound on AVX-512.
+constexpr int64_t kL2Bytes = 32 * 1024;
+constexpr int64_t kPrefetchBytes = 16 * 1024;  // rows are contiguous: prefetch the stream ahead
 
 inline __m256i load_bytes(const void* p, int n) {  // n = 32, or 16 (upper half zero)
   return n == 32 ? _mm256_loadu_si256(static_cast<const __m256i*>(p))
@@ -60,7 +63,9 @@ void tile(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, int64_t 
     __m256 s[R];
     PENSIEVE_UNROLL
     for (int r = 0; r < R; ++r) {
-      const __m256i v = load_bytes(reinterpret_cast<const uint8_t*>(row_words(w, r0 + r)) + c0 * Bits / 8, half);
+      const uint8_t* wr = row_bytes(w, r0 + r) + c0 * Bits / 8;
+      _mm_prefetch(reinterpret_cast<const char*>(wr) + kPrefetchBytes, _MM_HINT_T0);  // the weight stream
+      const __m256i v = load_bytes(wr, half);
       if constexpr (Bits == 4) {
         lo[r] = _mm256_and_si256(v, nib);
         hi[r] = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);

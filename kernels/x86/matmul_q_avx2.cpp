@@ -16,7 +16,9 @@
 namespace pensieve {
 namespace {
 
-constexpr int64_t kL2Bytes = 256 * 1024;  // activation bytes per token block
+// Activation bytes per token block: small enough to stay in L1 while the call's rows (<= 256,
+// ~400 KiB of q4) stream from L2 once per block; larger blocks made batches L2-bound on AVX-512.
+constexpr int64_t kL2Bytes = 32 * 1024;
 
 template <int Bits>
 constexpr float x_scale(int j) {
@@ -78,7 +80,11 @@ void tile(float* y, int64_t ldy, const ActF32& a, const WeightMatrix& w, int64_t
     const int L = int(imin(P, cols - c0)) / V;
     __m256i wv[R];
     PENSIEVE_UNROLL
-    for (int r = 0; r < R; ++r) wv[r] = load_words(row_words(w, r0 + r) + c0 / V, L);
+    for (int r = 0; r < R; ++r) {
+      const uint32_t* wr = row_words(w, r0 + r) + c0 / V;
+      _mm_prefetch(reinterpret_cast<const char*>(wr) + 16 * 1024, _MM_HINT_T0);  // rows are one stream
+      wv[r] = load_words(wr, L);
+    }
     __m256 dot[R][T];
     PENSIEVE_UNROLL
     for (int r = 0; r < R; ++r)
