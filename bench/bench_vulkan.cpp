@@ -228,8 +228,9 @@ void bench_matvec(Context& ctx, const Args& a, int64_t k, int64_t n_out, const s
 
   std::vector<MatvecTuning> tunings = {MatvecTuning{}};
   if (a.sweep)
-    for (uint32_t wg : {32u, 64u, 128u, 256u})
-      for (uint32_t rows : {1u, 2u, 4u, 8u}) tunings.push_back({wg, rows, 0});
+    for (uint32_t uw : {1u, 4u})
+      for (uint32_t wg : {32u, 64u, 128u, 256u})
+        for (uint32_t rows : {1u, 2u, 4u, 8u}) tunings.push_back({wg, rows, 0, uw});
   for (int64_t n : batches) {
     for (const MatvecTuning& t : tunings) {
       if (n > 8 && (t.wg || t.rows)) continue;
@@ -241,7 +242,7 @@ void bench_matvec(Context& ctx, const Args& a, int64_t k, int64_t n_out, const s
       });
       double bytes = double(wc.bytes_each) + double(n * (k + n_out) * 4);
       std::string var = std::string(kern) + " n=" + std::to_string(n);
-      if (t.wg) var += " wg" + std::to_string(t.wg) + "x" + std::to_string(t.rows);
+      if (t.wg) var += " wg" + std::to_string(t.wg) + "x" + std::to_string(t.rows) + " u" + std::to_string(t.unit_words);
       else if (std::string(kern) == "matvec") var += " (default)";
       print_row("q4g64 matmul", shape, var, ms, bytes, 2.0 * double(n) * double(k) * double(n_out), n <= 8);
       if (a.check && !t.wg) check_matvec(ctx, h, wc.w[0], n, t);

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
@@ -14,6 +16,9 @@
 
 #include "cli/model_args.h"
 #include "kernels/bandwidth.h"
+#ifdef PENSIEVE_HAS_VULKAN
+#include "models/forward_vulkan.h"
+#endif
 
 namespace pensieve::cli {
 
@@ -26,6 +31,8 @@ static const char kUsage[] =
     "  --batch LIST            batched decode: for each B, B sequences prefill 128 tokens each,\n"
     "                          then decode 128 tokens together; aggregate tok/s\n"
     "  --no-probe              skip the memory read-bandwidth probe\n"
+    "  --profile               GPU backends: per-op GPU time of a pp step and of decode steps\n"
+    "                          (timestamps around each dispatch; measured after the timed tests)\n"
     "  --json                  print one JSON object instead of the table\n"
     "\nmodel options:\n";
 
@@ -45,9 +52,15 @@ int64_t peak_rss_bytes() {
   return int64_t(ru.ru_maxrss) * 1024;
 }
 
+// Called after every forward pass of run_sequences (profiling).
+using StepHook = std::function<void(bool decode)>;
+
 // Runs `b` sequences: each prefills `prompt` random tokens (together, one chunk each), then
-// `gen` decode steps with all b sequences in every step. Returns (prefill s, decode s).
-Result<std::pair<double, double>> run_sequences(Model& m, int b, int64_t prompt, int64_t gen, std::mt19937& rng) {
+// `gen` decode steps with all b sequences in every step. Tokens are picked greedily from the top-1
+// candidate the forward pass returns (on a GPU backend: argmax on the device, 8 bytes back per
+// sequence, as the engine does for greedy requests). Returns (prefill s, decode s).
+Result<std::pair<double, double>> run_sequences(Model& m, int b, int64_t prompt, int64_t gen, std::mt19937& rng,
+                                                const StepHook& hook = nullptr) {
   const ModelConfig& c = m.config();
   const int64_t V = c.vocab;
   std::vector<SeqKv> seqs(static_cast<size_t>(b));
@@ -66,7 +79,9 @@ Result<std::pair<double, double>> run_sequences(Model& m, int b, int64_t prompt,
       return errorf("%d sequences of %lld tokens do not fit the KV cache (raise --ctx)", b, (long long)(prompt + gen));
     }
   }
-  std::vector<float> logits(size_t(b * V));
+  std::vector<float> top_v(size_t(b * kMaxTopK));
+  std::vector<int32_t> top_i(size_t(b * kMaxTopK));
+  const TopK top{top_v.data(), top_i.data()};
   auto t0 = Clock::now();
   for (int i = 0; i < b; ++i) {
     SeqChunk& ch = chunks[size_t(i)];
@@ -75,32 +90,74 @@ Result<std::pair<double, double>> run_sequences(Model& m, int b, int64_t prompt,
     ch.pos0 = 0;
     ch.block_table = seqs[size_t(i)].blocks().data();
     ch.long_rope = seqs[size_t(i)].long_rope();
+    ch.top_k = 1;
   }
-  if (prompt > 0)
-    if (Status st = m.forward().run(chunks, logits.data()); !st.ok()) {
+  if (prompt > 0) {
+    if (Status st = m.forward().run_topk(chunks, nullptr, top); !st.ok()) {
       cleanup();
       return std::move(st).take_error();
     }
+    if (hook) hook(false);
+  }
   double prefill = since(t0);
   std::vector<int32_t> next(static_cast<size_t>(b));
   t0 = Clock::now();
   for (int64_t s = 0; s < gen; ++s) {
     for (int i = 0; i < b; ++i) {
-      next[size_t(i)] = s == 0 && prompt == 0 ? pick(rng) : int32_t(ops::argmax(logits.data() + i * V, V));
+      next[size_t(i)] = s == 0 && prompt == 0 ? pick(rng) : top_i[size_t(i * kMaxTopK)];
       SeqChunk& ch = chunks[size_t(i)];
       ch.tokens = &next[size_t(i)];
       ch.n = 1;
       ch.pos0 = prompt + s;
     }
-    if (Status st = m.forward().run(chunks, logits.data()); !st.ok()) {
+    if (Status st = m.forward().run_topk(chunks, nullptr, top); !st.ok()) {
       cleanup();
       return std::move(st).take_error();
     }
+    if (hook) hook(true);
   }
   double decode = since(t0);
   cleanup();
   return std::make_pair(prefill, decode);
 }
+
+#ifdef PENSIEVE_HAS_VULKAN
+// Per-op GPU time of the Vulkan forward pass: timestamps around each dispatch, summed by label
+// ("<op>/<pipeline>") over the steps of one kind, reported per step.
+struct OpProfile {
+  std::map<std::string, std::pair<double, int>> ms;  // label -> (total ms, dispatches)
+  int steps = 0;
+  void add(const std::vector<vulkan::OpTime>& v) {
+    for (const auto& t : v) {
+      ms[t.label].first += t.ms;
+      ms[t.label].second += 1;
+    }
+    ++steps;
+  }
+  nlohmann::ordered_json json() const {
+    nlohmann::ordered_json rows = nlohmann::ordered_json::array();
+    for (const auto& [label, v] : sorted())
+      rows.push_back({{"op", label}, {"ms_per_step", v.first / steps}, {"dispatches_per_step", double(v.second) / steps}});
+    return rows;
+  }
+  std::vector<std::pair<std::string, std::pair<double, int>>> sorted() const {
+    std::vector<std::pair<std::string, std::pair<double, int>>> v(ms.begin(), ms.end());
+    std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
+    return v;
+  }
+  void print(const char* title) const {
+    double total = 0;
+    int n = 0;
+    for (const auto& [l, v] : ms) total += v.first, n += v.second;
+    std::printf("\n%s: %.3f ms GPU per step, %.0f dispatches (%d steps)\n", title, total / steps, double(n) / steps,
+                steps);
+    std::printf("  %8s %6s %6s  %s\n", "ms/step", "%", "count", "op/pipeline");
+    for (const auto& [label, v] : sorted())
+      std::printf("  %8.4f %5.1f%% %6.0f  %s\n", v.first / steps, 100 * v.first / total, double(v.second) / steps,
+                  label.c_str());
+  }
+};
+#endif
 
 }  // namespace
 
@@ -109,7 +166,7 @@ int cmd_bench(int argc, char** argv) {
   int64_t pp = 512, tg = 128;
   int reps = 3;
   std::string batch_list;
-  bool json = false, no_probe = false;
+  bool json = false, no_probe = false, profile = false;
   std::string usage = std::string(kUsage) + kModelOptionsHelp;
   Args a("bench", usage.c_str());
   margs.add_to(a);
@@ -119,6 +176,7 @@ int cmd_bench(int argc, char** argv) {
   a.option("--batch", &batch_list);
   a.flag("--json", &json);
   a.flag("--no-probe", &no_probe);
+  a.flag("--profile", &profile);
   if (int rc; !a.parse(argc, argv, &rc)) return rc;
   std::vector<int> batches;
   {
@@ -186,11 +244,48 @@ int cmd_bench(int argc, char** argv) {
                        {"tg_tokens_per_s", double(b) * 128 / t->second}});
   }
 
+  nlohmann::ordered_json profile_json;
+#ifdef PENSIEVE_HAS_VULKAN
+  std::vector<std::pair<std::string, OpProfile>> profiles;
+  if (auto* vf = dynamic_cast<VulkanForward*>(&m.forward()); vf && profile) {
+    vf->set_profiling(true);
+    auto profile_run = [&](const std::string& title, int b, int64_t prompt, int64_t gen) -> Status {
+      OpProfile pre, dec;
+      auto t = run_sequences(m, b, prompt, gen, rng, [&](bool decode) {
+        auto p = vf->last_profile();
+        if (p.ok()) (decode ? dec : pre).add(*p);
+      });
+      if (!t) return std::move(t).take_error();
+      if (prompt > 0 && pre.steps) profiles.push_back({title + " prefill", pre});
+      if (gen > 0 && dec.steps) profiles.push_back({title + " decode", dec});
+      return Status::Ok();
+    };
+    Status st = Status::Ok();
+    if (pp > 0) st = profile_run("pp" + std::to_string(pp), 1, pp, 0);
+    if (st.ok() && tg > 0) st = profile_run("1 sequence", 1, 0, std::min<int64_t>(tg, 64));
+    if (st.ok() && !batches.empty()) {
+      int b = *std::max_element(batches.begin(), batches.end());
+      st = profile_run(std::to_string(b) + " sequences", b, 128, 32);
+    }
+    vf->set_profiling(false);
+    if (!st.ok()) {
+      std::fprintf(stderr, "pensieve bench: --profile: %s\n", st.error().c_str());
+      return 1;
+    }
+    for (const auto& [title, p] : profiles) profile_json[title] = p.json();
+  } else if (profile) {
+    std::fprintf(stderr, "pensieve bench: --profile needs the Vulkan backend (--device vulkan)\n");
+  }
+#else
+  if (profile) std::fprintf(stderr, "pensieve bench: --profile needs the Vulkan backend (this build has none)\n");
+#endif
+
   const int64_t weight_bytes = m.weights().nbytes();
   double tg_med = median(tg_tps);
   nlohmann::ordered_json j = {
       {"model", m.dir()},
       {"backend", m.forward().name()},
+      {"device", m.forward().describe()},
       {"threads", m.pool().size()},
       {"weight_bytes", weight_bytes},
       {"load_s", m.load_seconds()},
@@ -208,12 +303,14 @@ int cmd_bench(int argc, char** argv) {
     j["tg_pct_of_read_bw"] = bw.best_gbs > 0 ? 100.0 * double(weight_bytes) * tg_med / 1e9 / bw.best_gbs : 0;
   }
   if (!batches.empty()) j["batched"] = batched;
+  if (!profile_json.is_null()) j["profile"] = profile_json;
   if (json) {
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
   std::printf("model           %s (%s, %d threads)\n", m.dir().c_str(), m.forward().name(), m.pool().size());
   std::printf("weights         %.2f GiB, loaded in %.2f s\n", double(weight_bytes) / (1 << 30), m.load_seconds());
+  if (std::string(m.forward().name()) != "cpu") std::printf("device          %s\n", m.forward().describe().c_str());
   if (!no_probe) std::printf("read bandwidth  %.1f GB/s best, %.1f median\n", bw.best_gbs, bw.median_gbs);
   if (pp > 0) std::printf("pp%-5lld         %.1f tok/s\n", (long long)pp, median(pp_tps));
   if (tg > 0) {
@@ -226,6 +323,9 @@ int cmd_bench(int argc, char** argv) {
     std::printf("batched %-4d    %.1f tok/s aggregate generation (prefill %.1f tok/s)\n", b["seqs"].get<int>(),
                 b["tg_tokens_per_s"].get<double>(), b["prefill_tokens_per_s"].get<double>());
   std::printf("peak RSS        %.2f GiB\n", double(peak_rss_bytes()) / (1 << 30));
+#ifdef PENSIEVE_HAS_VULKAN
+  for (const auto& [title, p] : profiles) p.print(title.c_str());
+#endif
   return 0;
 }
 

@@ -17,6 +17,7 @@ int cmd_rm(int argc, char** argv);
 int cmd_quantize(int argc, char** argv);
 int cmd_tokenize(int argc, char** argv);
 int cmd_detokenize(int argc, char** argv);
+int cmd_serve(int argc, char** argv);
 }
 
 namespace {
@@ -24,6 +25,7 @@ namespace {
 using pensieve::cli::Command;
 
 const Command kCommands[] = {
+    {"serve", "serve a model over HTTP: Anthropic Messages and OpenAI Chat Completions APIs", pensieve::cli::cmd_serve},
     {"run", "generate text from a prompt, or chat", pensieve::cli::cmd_run},
     {"bench", "measure prompt and generation speed of a model", pensieve::cli::cmd_bench},
     {"logits", "write the logits of a token sequence as .npy", pensieve::cli::cmd_logits},

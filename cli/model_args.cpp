@@ -20,7 +20,7 @@ void ModelArgs::add_to(Args& a) {
 
 Result<std::string> demo_model_dir() { return extract_demo_model(); }
 
-Result<std::unique_ptr<Model>> ModelArgs::load(bool default_exact) const {
+Result<std::string> ModelArgs::resolve() const {
   if (model.empty()) return errorf("--model is required (a directory, a Hugging Face repo id, or \"demo\")");
   ResolveOptions ro;
   if (model == "demo") {
@@ -30,9 +30,10 @@ Result<std::unique_ptr<Model>> ModelArgs::load(bool default_exact) const {
   }
   TerminalProgress progress(stderr);
   ro.pull.progress = &progress;
-  auto dir = resolve_model(model, ro);
-  if (!dir) return std::move(dir).take_error();
+  return resolve_model(model, ro);
+}
 
+Result<ModelOptions> ModelArgs::options(bool default_exact) const {
   ModelOptions o;
   o.threads = threads;
   o.kernels = kernels;
@@ -56,7 +57,15 @@ Result<std::unique_ptr<Model>> ModelArgs::load(bool default_exact) const {
   if (device != "auto" && device != "cpu" && device.rfind("vulkan", 0) != 0)
     return errorf("--device is \"%s\", expected auto, cpu or vulkan[:N]", device.c_str());
   o.device = device;
-  return Model::load(*dir, o);
+  return o;
+}
+
+Result<std::unique_ptr<Model>> ModelArgs::load(bool default_exact) const {
+  auto o = options(default_exact);
+  if (!o) return std::move(o).take_error();
+  auto dir = resolve();
+  if (!dir) return std::move(dir).take_error();
+  return Model::load(*dir, *o);
 }
 
 }  // namespace pensieve::cli

@@ -23,7 +23,12 @@ struct ModelArgs {
 
   // Adds the options to a parser; the usage text lists them via kModelOptionsHelp.
   void add_to(Args& a);
-  // Resolves --model (pulling a repo if allowed) and loads it; errors are printed by the caller.
+  // --model as a directory: "demo" is extracted from the binary, a repo id is taken from the
+  // HF cache or pulled (with a progress bar on stderr).
+  Result<std::string> resolve() const;
+  // The ModelOptions the flags describe (precision defaults to exact or fast as asked).
+  Result<ModelOptions> options(bool default_exact = false) const;
+  // resolve() + options() + Model::load(); errors are printed by the caller.
   Result<std::unique_ptr<Model>> load(bool default_exact = false) const;
 
  private:
@@ -40,7 +45,8 @@ inline constexpr const char* kModelOptionsHelp =
     "  --no-quantize              keep f16/bf16/f32 weights as they are (default: quantize to 4-bit\n"
     "                             at load when they exceed 256 MB)\n"
     "  --quantize                 always quantize f16/bf16/f32 weights to 4-bit at load\n"
-    "  --ctx N                    KV cache size in tokens (default: the model's context, up to 8192)\n"
+    "  --ctx N                    context window in tokens, prompt + output (default: the model's,\n"
+    "                             up to 8192 for run/bench/logits)\n"
     "  --kernels NAME             force CPU kernels: ref, avx2, avx512, neon, dotprod (PENSIEVE_CPU)\n"
     "  --device auto|cpu|vulkan[:N]  compute device (default auto)\n";
 

@@ -61,8 +61,12 @@ Result<uint64_t> Engine::submit(Request r) {
   auto s = std::make_unique<Seq>(std::move(r));
   s->submitted = Clock::now();
   std::lock_guard<std::mutex> lock(mu_);
-  if (int64_t(incoming_.size()) + published_.waiting >= o_.max_queue + o_.max_seqs - published_.running)
-    return errorf("overloaded: %lld requests are waiting", (long long)(int64_t(incoming_.size()) + published_.waiting));
+  // live_ drops before on_finish runs, so a client that got its answer can submit again at once
+  // (the published stats would still count its sequence until the step ends).
+  if (live_ >= o_.max_queue + o_.max_seqs)
+    return errorf("overloaded: %lld requests are running or waiting (%d slots + a queue of %lld)", (long long)live_.load(),
+                  o_.max_seqs, (long long)o_.max_queue);
+  ++live_;
   s->id = next_id_++;
   uint64_t id = s->id;
   incoming_.push_back(std::move(s));
@@ -100,7 +104,7 @@ void Engine::run() {
     Finish f;
     f.reason = FinishReason::cancelled;
     f.error = "server shutting down";
-    if (s->req.on_finish) s->req.on_finish(f);
+    notify_finish(s->req, f);
   }
   waiting_.clear();
 }
@@ -110,6 +114,11 @@ EngineStats Engine::stats() const {
   EngineStats s = published_;
   s.waiting += int64_t(incoming_.size());
   return s;
+}
+
+void Engine::notify_finish(const Request& r, const Finish& f) {
+  --live_;
+  if (r.on_finish) r.on_finish(f);
 }
 
 void Engine::finish(Seq* s, FinishReason r, const std::string& error) {
@@ -130,7 +139,7 @@ void Engine::finish(Seq* s, FinishReason r, const std::string& error) {
   f.decode_seconds = got_first ? seconds_since(s->first_token) : 0;
   stats_.output_tokens_total += f.output_tokens;
   s->kv.release(model_.cache());
-  if (s->req.on_finish) s->req.on_finish(f);
+  notify_finish(s->req, f);
   auto it = std::find_if(running_.begin(), running_.end(), [&](auto& p) { return p.get() == s; });
   if (it != running_.end()) running_.erase(it);
 }
@@ -163,7 +172,7 @@ void Engine::admit() {
       Finish f;
       f.reason = FinishReason::cancelled;
       f.prompt_tokens = int64_t(s->req.prompt.size());
-      if (s->req.on_finish) s->req.on_finish(f);
+      notify_finish(s->req, f);
       it = waiting_.erase(it);
     } else {
       ++it;
@@ -183,6 +192,7 @@ void Engine::admit() {
       ++stats_.requests_total;
       stats_.prompt_tokens_total += int64_t(s->req.prompt.size());
       stats_.cached_tokens_total += reused;
+      if (s->req.on_start) s->req.on_start(reused);
     }
     running_.push_back(std::move(s));
   }
@@ -234,6 +244,9 @@ bool Engine::schedule(std::vector<Seq*>* seqs, std::vector<SeqChunk>* chunks) {
     ch.block_table = s->kv.blocks().data();
     ch.long_rope = s->kv.long_rope();
     ch.logits = n == s->pending() ? SeqChunk::Logits::last : SeqChunk::Logits::none;
+    // Sampling that needs only the row's best few logits gets them selected by the forward pass
+    // (on the GPU: a few numbers per token cross back instead of the whole row).
+    ch.top_k = int(std::min<int64_t>(s->sampler.candidates_needed(kMaxTopK), c.vocab));
     seqs->push_back(s);
     chunks->push_back(ch);
     budget -= n;
@@ -255,10 +268,13 @@ bool Engine::step() {
   bool worked = schedule(&seqs, &chunks);
   if (worked) {
     const int64_t V = model_.config().vocab;
-    logits_.resize(size_t(logits_rows(chunks) * V));
-    Status st = model_.forward().run(chunks, logits_.data());
+    const int64_t top_rows = topk_rows(chunks);
+    logits_.resize(size_t((logits_rows(chunks) - top_rows) * V));
+    top_values_.resize(size_t(top_rows * kMaxTopK));
+    top_ids_.resize(size_t(top_rows * kMaxTopK));
+    Status st = model_.forward().run_topk(chunks, logits_.data(), TopK{top_values_.data(), top_ids_.data()});
     ++stats_.steps_total;
-    int64_t row = 0;
+    int64_t row = 0, top_row = 0;
     for (size_t i = 0; i < seqs.size(); ++i) {
       Seq* s = seqs[i];
       const SeqChunk& ch = chunks[i];
@@ -268,8 +284,13 @@ bool Engine::step() {
       }
       s->kv.computed(model_.cache(), ch.pos0 + ch.n, s->req.reuse_prefix);
       if (ch.logits == SeqChunk::Logits::none) continue;
-      float* lg = logits_.data() + row++ * V;
-      int32_t t = s->sampler.sample(lg, V, s->req.prompt, s->output);
+      int32_t t;
+      if (ch.top_k > 0) {
+        t = s->sampler.sample_top(top_values_.data() + top_row * kMaxTopK, top_ids_.data() + top_row * kMaxTopK, ch.top_k);
+        ++top_row;
+      } else {
+        t = s->sampler.sample(logits_.data() + row++ * V, V, s->req.prompt, s->output);
+      }
       s->output.push_back(t);
       if (s->first_token == Clock::time_point()) s->first_token = Clock::now();
       if (std::find(s->req.stop_ids.begin(), s->req.stop_ids.end(), t) != s->req.stop_ids.end()) {

@@ -8,7 +8,11 @@
 //
 // KV blocks come from the model's one pool; when it runs dry the youngest sequence is preempted
 // (its blocks released, its tokens kept) and later recomputed — the kernels are batch-invariant,
-// so recomputation reproduces the same keys and values bit for bit and the output is unchanged.
+// so recomputation reproduces the same keys and values bit for bit and the output is unchanged
+// (Forward::batch_invariant(): all but the Vulkan fast precision on GPUs with tensor cores, whose
+// prefill projections run in f16 there; results then still follow the model, not bit for bit).
+// Sampling that needs only a row's best logits (greedy; top_k <= 64 without penalties) gets
+// them from Forward::run_topk, selected on the GPU; the token is the same as from the full row.
 #pragma once
 
 #include <atomic>
@@ -49,6 +53,9 @@ struct Request {
   bool reuse_prefix = true;
   // Engine thread: each generated token; return false to stop (stop string matched, client gone).
   std::function<bool(int32_t token)> on_token;
+  // Engine thread: once, when the sequence first gets a slot (prefill starts); `cached` prompt
+  // tokens were reused from the prefix cache. Not called for requests cancelled while waiting.
+  std::function<void(int64_t cached)> on_start;
   // Engine thread: once, at the end (also after cancel or error).
   std::function<void(const Finish&)> on_finish;
 };
@@ -93,6 +100,7 @@ class Engine {
   bool schedule(std::vector<Seq*>* batch_seqs, std::vector<SeqChunk>* chunks);
   void preempt(Seq* s);
   void finish(Seq* s, FinishReason r, const std::string& error = "");
+  void notify_finish(const Request& r, const Finish& f);  // --live_, then on_finish
 
   Model& model_;
   EngineOptions o_;
@@ -104,11 +112,14 @@ class Engine {
   std::vector<uint64_t> cancels_;              // guarded by mu_
   bool stop_ = false;                          // guarded by mu_
   uint64_t next_id_ = 1;                       // guarded by mu_
+  std::atomic<int64_t> live_{0};               // submitted, on_finish not yet called
 
   // Engine thread only.
   std::deque<std::unique_ptr<Seq>> waiting_;   // admitted order (preempted ones go to the front)
   std::vector<std::unique_ptr<Seq>> running_;  // oldest first
-  std::vector<float> logits_;
+  std::vector<float> logits_;                  // full rows (sampling that needs them)
+  std::vector<float> top_values_;              // top-k rows [rows, kMaxTopK]
+  std::vector<int32_t> top_ids_;
   EngineStats stats_;                          // published under mu_ by step()
   EngineStats published_;
 };

@@ -14,6 +14,7 @@ class CpuForward : public Forward {
  public:
   CpuForward(const ModelConfig& config, const Weights& weights, KvCache& cache, KernelContext& ctx, Precision precision);
   const char* name() const override { return "cpu"; }
+  int64_t vocab() const override { return c_.vocab; }
   Status run(const std::vector<SeqChunk>& batch, float* logits) override;
 
  private:

@@ -20,7 +20,9 @@ struct ModelOptions {
   KvCacheOptions kv;            // n_blocks / max_bytes 0: sized from ctx_tokens; dtype: see kv_type
   // automatic: f32 when every matrix is dense f32 (a reference run, or a tiny model), else f16.
   enum class KvType { automatic, f16, f32 } kv_type = KvType::automatic;
-  std::string device = "cpu";   // "auto", "cpu", "vulkan[:N]"
+  // "cpu"; "auto": a Vulkan GPU (discrete, else integrated) when there is one, else the CPU with
+  // one line on stderr saying why; "vulkan" / "vulkan:N": that device or an error.
+  std::string device = "cpu";
   int64_t ctx_tokens = 0;       // KV pool size in tokens when kv sizes are 0 (default: max_positions, capped)
   int threads = 0;              // 0: ThreadPool::default_threads()
   std::string kernels;          // CPU kernel table by name ("" = best for this CPU)

@@ -54,16 +54,17 @@ int32_t Sampler::sample(float* logits, int64_t vocab, const std::vector<int32_t>
     return int32_t(best);
   }
 
-  // Candidates (logit / T, id). top-k and top-p need the best ones in order; only as many are
-  // sorted as the filters can keep: k, or a prefix grown until its mass reaches top_p.
+  // Candidates (logit / T, logit, id). top-k and top-p need the best ones in order (by logit, then
+  // id: the order a GPU top-k returns); only as many are sorted as the filters can keep: k, or a
+  // prefix grown until its mass reaches top_p.
   cand_.resize(size_t(vocab));
   float max_logit = -INFINITY;
   for (int64_t i = 0; i < vocab; ++i) {
-    cand_[size_t(i)] = {logits[i] / p_.temperature, int32_t(i)};
-    max_logit = std::max(max_logit, cand_[size_t(i)].first);
+    cand_[size_t(i)] = {logits[i] / p_.temperature, logits[i], int32_t(i)};
+    max_logit = std::max(max_logit, cand_[size_t(i)].scaled);
   }
-  auto weight = [&](size_t i) { return std::exp(double(cand_[i].first - max_logit)); };
-  auto better = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
+  auto weight = [&](size_t i) { return std::exp(double(cand_[i].scaled - max_logit)); };
+  auto better = [](const Cand& a, const Cand& b) { return a.logit > b.logit || (a.logit == b.logit && a.id < b.id); };
   size_t n = cand_.size();
   if (p_.top_k > 0) {
     n = std::min(size_t(p_.top_k), n);
@@ -82,6 +83,26 @@ int32_t Sampler::sample(float* logits, int64_t vocab, const std::vector<int32_t>
       }
     }
   }
+  return draw(n, max_logit);
+}
+
+int Sampler::candidates_needed(int max_k) const {
+  if (p_.repetition_penalty != 1.0f || p_.presence_penalty != 0 || p_.frequency_penalty != 0) return 0;
+  if (p_.temperature == 0) return 1;
+  if (p_.top_k > 0 && p_.top_k <= max_k) return p_.top_k;
+  return 0;
+}
+
+int32_t Sampler::sample_top(const float* values, const int32_t* ids, int k) {
+  if (p_.temperature == 0) return ids[0];
+  cand_.resize(size_t(k));
+  for (int i = 0; i < k; ++i) cand_[size_t(i)] = {values[i] / p_.temperature, values[i], ids[i]};
+  // The row's largest scaled logit is that of its largest logit (dividing by T > 0 keeps order).
+  return draw(size_t(k), cand_[0].scaled);
+}
+
+int32_t Sampler::draw(size_t n, float max_logit) {
+  auto weight = [&](size_t i) { return std::exp(double(cand_[i].scaled - max_logit)); };
   // top-p over the (renormalized) sorted candidates: the smallest prefix with mass >= top_p.
   if (p_.top_p < 1) {
     double total = 0;
@@ -98,16 +119,16 @@ int32_t Sampler::sample(float* logits, int64_t vocab, const std::vector<int32_t>
   if (p_.min_p > 0) {
     float cut = max_logit + std::log(p_.min_p);
     n = size_t(std::partition(cand_.begin(), cand_.begin() + std::ptrdiff_t(n),
-                              [&](const auto& c) { return c.first >= cut; }) - cand_.begin());
+                              [&](const Cand& c) { return c.scaled >= cut; }) - cand_.begin());
   }
   double kept = 0;
   for (size_t i = 0; i < n; ++i) kept += weight(i);
   double r = std::uniform_real_distribution<double>(0.0, kept)(rng_);
   for (size_t i = 0; i < n; ++i) {
     r -= weight(i);
-    if (r < 0) return cand_[i].second;
+    if (r < 0) return cand_[i].id;
   }
-  return cand_[n - 1].second;
+  return cand_[n - 1].id;
 }
 
 }  // namespace pensieve

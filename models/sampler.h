@@ -32,12 +32,28 @@ class Sampler {
   // Picks a token from logits[0, vocab) (modified in place). `prompt` and `output` are the
   // tokens so far, for the penalties.
   int32_t sample(float* logits, int64_t vocab, const std::vector<int32_t>& prompt, const std::vector<int32_t>& output);
+  // How many of a row's best logits sample() needs with these parameters (largest first, ties to
+  // the lower id; k <= max_k), or 0 when it needs the whole row (penalties; top_p, min_p or no
+  // top_k with temperature > 0 and no top_k <= max_k). Greedy needs 1.
+  int candidates_needed(int max_k) const;
+  // The same token sample() picks from the full row, given that row's k = candidates_needed()
+  // best (value, id) pairs, largest first (draws the same random numbers).
+  int32_t sample_top(const float* values, const int32_t* ids, int k);
   const SamplingParams& params() const { return p_; }
 
  private:
+  struct Cand {
+    float scaled;  // logit / temperature
+    float logit;
+    int32_t id;
+  };
+  // top-p, min-p and the draw over cand_[0, n) (sorted by logit, best first, where top-k or top-p
+  // need it); max_scaled = the largest scaled logit of the row.
+  int32_t draw(size_t n, float max_scaled);
+
   SamplingParams p_;
   std::mt19937_64 rng_;
-  std::vector<std::pair<float, int32_t>> cand_;  // scratch: (logit, id)
+  std::vector<Cand> cand_;                       // scratch
   std::vector<int32_t> counts_;                  // scratch: output token counts (sparse reset)
 };
 

@@ -3,19 +3,26 @@
 // golden greedy continuation of the model.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstring>
 #include <map>
 #include <random>
 
 #include "models/engine.h"
 #include "tensor/safetensors.h"
+#include "tests/vulkan_test_device.h"
 
 namespace pensieve {
 namespace {
 
 const std::string kModel = std::string(PENSIEVE_TEST_DATA) + "/models/phi3-tiny";
 
+// The device the engine tests run on: "cpu", or the Vulkan device for the EngineVulkan copies.
+std::string g_device = "cpu";
+
 std::unique_ptr<Model> load(Precision p, int64_t kv_blocks, DType kv = DType::f16) {
   ModelOptions o;
+  o.device = g_device;
   o.precision = p;
   o.kv.n_blocks = kv_blocks;
   o.kv_type = kv == DType::f32 ? ModelOptions::KvType::f32 : ModelOptions::KvType::f16;
@@ -77,8 +84,9 @@ SamplingParams greedy() {
   return s;
 }
 
-TEST(Engine, GreedyMatchesGolden) {
+void GreedyMatchesGolden() {
   auto m = load(Precision::exact, 64, DType::f32);
+  ASSERT_STREQ(m->forward().name(), g_device == "cpu" ? "cpu" : "vulkan");
   Engine e(*m, {});
   for (int p = 0; p < 3; ++p) {
     std::string pre = "prompt" + std::to_string(p) + ".";
@@ -91,8 +99,9 @@ TEST(Engine, GreedyMatchesGolden) {
 
 // Alone, then 12 at once with small step budgets (chunked prefill interleaved with decode),
 // then again in a pool so small that sequences get preempted and recomputed: same tokens.
-TEST(Engine, ResultsIndependentOfBatching) {
+void ResultsIndependentOfBatching() {
   for (Precision prec : {Precision::exact, Precision::fast}) {
+    if (!load(prec, 16)->forward().batch_invariant()) continue;  // Vulkan fast with tensor cores: documented
     auto prompts = random_prompts(12, 7);
     std::vector<std::vector<int32_t>> alone;
     {
@@ -119,7 +128,7 @@ TEST(Engine, ResultsIndependentOfBatching) {
   }
 }
 
-TEST(Engine, PrefixReuse) {
+void PrefixReuse() {
   auto m = load(Precision::fast, 128);
   Engine e(*m, {});
   std::vector<int32_t> sys = random_prompts(1, 3)[0];
@@ -139,7 +148,7 @@ TEST(Engine, PrefixReuse) {
   EXPECT_EQ(second[0].tokens, fresh[0].tokens);
 }
 
-TEST(Engine, SeededSamplingReproducible) {
+void SeededSamplingReproducible() {
   auto m = load(Precision::fast, 128);
   Engine e(*m, {});
   SamplingParams s;
@@ -153,7 +162,7 @@ TEST(Engine, SeededSamplingReproducible) {
   EXPECT_EQ(a[1].tokens, b[0].tokens);
 }
 
-TEST(Engine, CancelAndCallbackStop) {
+void CancelAndCallbackStop() {
   auto m = load(Precision::fast, 128);
   Engine e(*m, {});
   std::vector<int32_t> got;
@@ -186,6 +195,25 @@ TEST(Engine, CancelAndCallbackStop) {
   EXPECT_EQ(m->cache().free_blocks(), m->cache().n_blocks());
 }
 
+// Each test on the CPU and, where there is a Vulkan device, on the Vulkan forward pass.
+struct OnDevice {
+  explicit OnDevice(const std::string& d) { g_device = d; }
+  ~OnDevice() { g_device = "cpu"; }
+};
+#define ENGINE_TEST(name)                                                     \
+  TEST(Engine, name) { name(); }                                              \
+  TEST(EngineVulkan, name) {                                                  \
+    std::string dev = test_vulkan_device();                                   \
+    if (dev.empty()) GTEST_SKIP() << "no Vulkan device";                      \
+    OnDevice on(dev);                                                         \
+    name();                                                                   \
+  }
+ENGINE_TEST(GreedyMatchesGolden)
+ENGINE_TEST(ResultsIndependentOfBatching)
+ENGINE_TEST(PrefixReuse)
+ENGINE_TEST(SeededSamplingReproducible)
+ENGINE_TEST(CancelAndCallbackStop)
+
 TEST(Engine, BadRequestsAreErrors) {
   auto m = load(Precision::fast, 8);  // 128-token pool: also the context limit
   EngineOptions o;
@@ -213,6 +241,147 @@ TEST(Engine, BadRequestsAreErrors) {
   auto over = e.submit(r);
   ASSERT_FALSE(over.ok());
   EXPECT_EQ(over.error().rfind("overloaded", 0), 0u) << over.error();
+}
+
+}  // namespace
+}  // namespace pensieve
+
+namespace pensieve {
+namespace {
+
+// The top-k path: run_topk's candidates are exactly the best entries of run()'s logits rows
+// (values bit for bit, ties to the lower id), on the CPU (default implementation) and on Vulkan.
+void TopKMatchesFullLogits() {
+  auto m = load(Precision::fast, 64);
+  const int64_t V = m->config().vocab;
+  auto prompts = random_prompts(3, 5);
+  std::vector<SeqKv> seqs(prompts.size());
+  std::vector<SeqChunk> chunks;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    seqs[i].start(m->cache(), prompts[i], false, false);
+    ASSERT_TRUE(seqs[i].reserve(m->cache(), int64_t(prompts[i].size())));
+    SeqChunk ch;
+    ch.tokens = prompts[i].data();
+    ch.n = int64_t(prompts[i].size());
+    ch.block_table = seqs[i].blocks().data();
+    ch.logits = i == 1 ? SeqChunk::Logits::all : SeqChunk::Logits::last;
+    ch.top_k = i == 2 ? 0 : i == 0 ? 1 : 40;
+    chunks.push_back(ch);
+  }
+  const int64_t rows = logits_rows(chunks), top_rows = topk_rows(chunks);
+  std::vector<float> full(size_t(rows * V));
+  ASSERT_TRUE(m->forward().run(chunks, full.data()).ok());  // writes the same KV again below
+  std::vector<float> rest(size_t((rows - top_rows) * V)), values(size_t(top_rows * kMaxTopK));
+  std::vector<int32_t> ids(size_t(top_rows * kMaxTopK));
+  Status st = m->forward().run_topk(chunks, rest.data(), TopK{values.data(), ids.data()});
+  ASSERT_TRUE(st.ok()) << st.error();
+  int64_t row = 0, top_row = 0, rest_row = 0;
+  for (const SeqChunk& ch : chunks) {
+    int64_t n = ch.logits == SeqChunk::Logits::all ? ch.n : 1;
+    for (int64_t i = 0; i < n; ++i, ++row) {
+      const float* ref = full.data() + row * V;
+      if (ch.top_k == 0) {
+        EXPECT_EQ(std::memcmp(ref, rest.data() + rest_row++ * V, size_t(V) * 4), 0) << "row " << row;
+        continue;
+      }
+      float v[kMaxTopK];
+      int32_t id[kMaxTopK];
+      select_topk(ref, V, ch.top_k, v, id);
+      for (int k = 0; k < ch.top_k; ++k) {
+        EXPECT_EQ(ids[size_t(top_row * kMaxTopK + k)], id[k]) << "row " << row << " rank " << k;
+        EXPECT_EQ(values[size_t(top_row * kMaxTopK + k)], v[k]) << "row " << row << " rank " << k;
+      }
+      ++top_row;
+    }
+  }
+  for (auto& s : seqs) s.release(m->cache());
+}
+ENGINE_TEST(TopKMatchesFullLogits)
+
+// Sampler::sample_top on a row's best candidates picks what sample() picks from the whole row,
+// with the same random draws, including ties and values that divide to the same float.
+TEST(Sampler, TopCandidatesGiveTheSameToken) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> logit(0.f, 3.f);
+  const int64_t V = 1000;
+  std::vector<SamplingParams> params(5);
+  params[0].temperature = 0;
+  params[1].temperature = 0.7f, params[1].top_k = 5;
+  params[2].temperature = 1.3f, params[2].top_k = 40, params[2].top_p = 0.9f, params[2].min_p = 0.05f;
+  params[3].temperature = 3.0f, params[3].top_k = 64;
+  params[4].temperature = 1.0f, params[4].top_k = 2;
+  for (size_t pi = 0; pi < params.size(); ++pi) {
+    SamplingParams p = params[pi];
+    p.seed = 99;
+    p.has_seed = true;
+    Sampler full(p), top(p);
+    const int k = top.candidates_needed(kMaxTopK);
+    ASSERT_GT(k, 0);
+    for (int r = 0; r < 300; ++r) {
+      std::vector<float> row(static_cast<size_t>(V));
+      for (auto& x : row) x = logit(rng);
+      // Ties (equal logits) and adjacent floats (equal after dividing by a temperature > 1).
+      row[size_t(r % V)] = row[size_t((r * 7 + 3) % V)] = 9.f;
+      row[size_t((r * 13 + 1) % V)] = std::nextafter(8.f, 9.f);
+      row[size_t((r * 17 + 2) % V)] = 8.f;
+      float v[kMaxTopK];
+      int32_t id[kMaxTopK];
+      select_topk(row.data(), V, k, v, id);
+      std::vector<int32_t> none;
+      int32_t a = full.sample(row.data(), V, none, none);
+      int32_t b = top.sample_top(v, id, k);
+      ASSERT_EQ(a, b) << "params " << pi << " row " << r;
+    }
+  }
+  SamplingParams pen;
+  pen.repetition_penalty = 1.1f;
+  EXPECT_EQ(Sampler(pen).candidates_needed(kMaxTopK), 0);
+  SamplingParams top_p_only;
+  top_p_only.top_p = 0.9f;
+  EXPECT_EQ(Sampler(top_p_only).candidates_needed(kMaxTopK), 0);
+}
+
+// --device: "auto" without a usable GPU runs on the CPU; "vulkan" without one is an error, as is a
+// missing loader; unknown names are errors.
+TEST(ModelDevice, SelectionAndFallbacks) {
+  ModelOptions o;
+  o.kv.n_blocks = 16;
+  o.threads = 2;
+  o.device = "gpu";
+  EXPECT_FALSE(Model::load(kModel, o).ok());
+#ifdef PENSIEVE_HAS_VULKAN
+  ::setenv("PENSIEVE_VULKAN_LIBRARY", "/nonexistent/libvulkan.so.1", 1);
+  o.device = "auto";
+  auto cpu = Model::load(kModel, o);
+  o.device = "vulkan";
+  auto none = Model::load(kModel, o);
+  ::unsetenv("PENSIEVE_VULKAN_LIBRARY");
+  ASSERT_TRUE(cpu.ok()) << cpu.error();
+  EXPECT_STREQ((*cpu)->forward().name(), "cpu");
+  ASSERT_FALSE(none.ok());
+  EXPECT_NE(none.error().find("no Vulkan loader"), std::string::npos) << none.error();
+
+  auto devices = vulkan::Context::list_devices();
+  bool gpu = false;
+  if (devices.ok())
+    for (const auto& d : *devices) gpu = gpu || !d.is_cpu();
+  o.device = "vulkan";
+  auto v = Model::load(kModel, o);
+  EXPECT_EQ(v.ok(), gpu) << (v.ok() ? "" : v.error());
+  o.device = "auto";
+  auto a = Model::load(kModel, o);
+  ASSERT_TRUE(a.ok()) << a.error();
+  EXPECT_STREQ((*a)->forward().name(), gpu ? "vulkan" : "cpu");
+  if (std::string dev = test_vulkan_device(); !dev.empty()) {
+    o.device = dev;
+    auto named = Model::load(kModel, o);
+    ASSERT_TRUE(named.ok()) << named.error();
+    EXPECT_STREQ((*named)->forward().name(), "vulkan");
+  }
+#else
+  o.device = "vulkan";
+  EXPECT_FALSE(Model::load(kModel, o).ok());
+#endif
 }
 
 }  // namespace

@@ -12,6 +12,7 @@ PACKAGES=(
   libvulkan-dev mesa-vulkan-drivers glslang-tools
   vulkan-validationlayers  # PENSIEVE_VK_VALIDATION=1 runs the Vulkan tests under the Khronos validation layer
   g++-aarch64-linux-gnu qemu-user-static
+  nodejs  # the server's SDK tests (tests/server: @anthropic-ai/sdk, openai from npm); node >= 20 wanted
 )
 
 missing=()
@@ -24,6 +25,14 @@ if ((${#missing[@]})); then
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# npm comes with NodeSource's nodejs (which conflicts with Debian's npm package); Debian's own
+# nodejs needs the npm package besides.
+if ! command -v npm >/dev/null; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends npm >/dev/null
 fi
 
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null

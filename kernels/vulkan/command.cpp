@@ -11,13 +11,15 @@ namespace pensieve::vulkan {
 static constexpr uint32_t kSetsPerPool = 512;
 static constexpr uint32_t kQueryCapacity = 8192;
 
-Result<std::unique_ptr<CommandList>> CommandList::create(Context& ctx) {
+Result<std::unique_ptr<CommandList>> CommandList::create(Context& ctx) { return create(ctx, ctx.options().profile); }
+
+Result<std::unique_ptr<CommandList>> CommandList::create(Context& ctx, bool profile) {
   std::unique_ptr<CommandList> cl(new CommandList(ctx));
-  PENSIEVE_TRY(cl->init());
+  PENSIEVE_TRY(cl->init(profile));
   return cl;
 }
 
-Status CommandList::init() {
+Status CommandList::init(bool profile) {
   const VkApi& vk = ctx_.vk();
   VkCommandPoolCreateInfo pci{VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO};
   pci.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT;
@@ -30,7 +32,7 @@ Status CommandList::init() {
   PENSIEVE_VK_CHECK(vk.vkAllocateCommandBuffers(ctx_.device(), &ai, &cb_));
   VkFenceCreateInfo fci{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
   PENSIEVE_VK_CHECK(vk.vkCreateFence(ctx_.device(), &fci, nullptr, &fence_));
-  profiling_ = ctx_.options().profile && ctx_.info().timestamp_period_ns > 0;
+  profiling_ = profile && ctx_.info().timestamp_period_ns > 0;
   if (profiling_) {
     VkQueryPoolCreateInfo qci{VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO};
     qci.queryType = VK_QUERY_TYPE_TIMESTAMP;
@@ -73,6 +75,7 @@ Status CommandList::begin() {
   reads_.clear();
   writes_.clear();
   labels_.clear();
+  scope_.clear();
   barriers_ = 0;
   recorded_ = false;
   VkCommandBufferBeginInfo bi{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
@@ -182,7 +185,7 @@ Status CommandList::dispatch(const Pipeline& p, std::initializer_list<BufferSlic
   vk.vkCmdBindDescriptorSets(cb_, VK_PIPELINE_BIND_POINT_COMPUTE, p.layout, 0, 1, &*set, 0, nullptr);
   if (push_bytes) vk.vkCmdPushConstants(cb_, p.layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, push_bytes, push);
   vk.vkCmdDispatch(cb_, gx, gy, gz);
-  labels_.push_back(p.label);
+  labels_.push_back(scope_.empty() ? p.label : scope_ + "/" + p.label);
   if (profiling_ && labels_.size() < query_capacity_)
     vk.vkCmdWriteTimestamp(cb_, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, queries_, uint32_t(labels_.size()));
 

@@ -37,6 +37,8 @@ struct OpTime {
 class CommandList {
  public:
   static Result<std::unique_ptr<CommandList>> create(Context& ctx);
+  // profile: timestamps around each dispatch (ContextOptions::profile is the default).
+  static Result<std::unique_ptr<CommandList>> create(Context& ctx, bool profile);
   ~CommandList();
   CommandList(const CommandList&) = delete;
   CommandList& operator=(const CommandList&) = delete;
@@ -65,13 +67,16 @@ class CommandList {
   Status wait();
   Status submit_and_wait();
 
+  // Profile labels: dispatches recorded after set_scope("qkv") are labelled "qkv/<pipeline>";
+  // "" restores plain pipeline labels.
+  void set_scope(const std::string& scope) { scope_ = scope; }
   Result<std::vector<OpTime>> profile() const;
   int dispatches() const { return int(labels_.size()); }
   int barriers() const { return barriers_; }
 
  private:
   explicit CommandList(Context& ctx) : ctx_(ctx) {}
-  Status init();
+  Status init(bool profile);
   Result<VkDescriptorSet> allocate_set(VkDescriptorSetLayout layout);
   struct Range {
     VkBuffer buf;
@@ -91,6 +96,7 @@ class CommandList {
   bool recording_ = false, recorded_ = false, pending_ = false;
   std::vector<Range> reads_, writes_;  // since the last barrier
   std::vector<std::string> labels_;
+  std::string scope_;
   int barriers_ = 0;
 };
 

@@ -72,20 +72,36 @@ struct GpuSeqs {
   int n_seqs = 0;
   int64_t max_n_q = 0;
   int64_t max_kv_len = 0;
+  // Decode kernel: keys per split (a multiple of 128). 0: chosen from the batch shape to fill the
+  // GPU. A fixed value makes each query's result independent of the batch (splits start at fixed
+  // positions, empty ones are skipped), as the model needs for batch invariance.
+  uint32_t split_len = 0;
 };
 
 // Overrides for benchmarks and tuning (0 = the op's choice).
 struct MatvecTuning {
-  uint32_t wg = 0, rows = 0, tokens = 0;
+  uint32_t wg = 0, rows = 0, tokens = 0, unit_words = 0;
+};
+
+// Small ops the matvec kernel applies on the fly (matmul_kernel() must be "matvec"): its input x'
+// is rmsnorm(x) with weight `norm` (f32 [cols]) or silu(x[t, c]) * x[t, c + silu_offset] (the
+// gate and up halves of one row), and `accumulate` adds the product to y instead of storing it.
+struct MatmulFusion {
+  BufferSlice norm;
+  float eps = 0;
+  int64_t silu_offset = 0;
+  bool accumulate = false;
 };
 
 namespace ops {
 
-// y[t, r] = sum_c x[t, c] W[r, c] (t < n): the decode matvec for n <= 8 when the layout allows,
-// else the tiled matmul; Precision::fast lets n > 8 use f16 cooperative matrices (f32
-// accumulation) where the device has them. x: [n, ldx], y: [n, ldy] f32.
+// y[t, r] = sum_c x[t, c] W[r, c] (t < n): the matvec (any n: blocks of up to 8 tokens, each
+// weight read once per block) when the layout allows, else the tiled matmul; Precision::fast lets
+// n >= 64 use f16 cooperative matrices (f32 accumulation) where the device has them. The matvec is
+// batch-invariant (a token's result does not depend on n); the cooperative-matrix path is not the
+// same arithmetic. x: [n, ldx], y: [n, ldy] f32.
 Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSlice& x, int64_t ldx, int64_t n,
-              const GpuWeight& w, Precision p, const MatvecTuning& tune = {});
+              const GpuWeight& w, Precision p, const MatvecTuning& tune = {}, const MatmulFusion& fusion = {});
 // Which kernel matmul() records for these arguments ("matvec", "matmul", "matmul_coopmat").
 const char* matmul_kernel(const Context& ctx, int64_t ldx, int64_t n, const GpuWeight& w, Precision p);
 
@@ -102,6 +118,17 @@ Status rope(CommandList& cl, const BufferSlice& x, int64_t n, int64_t stride, in
 uint64_t attention_scratch_bytes(const Context& ctx, const GpuSeqs& s, const GpuKv& kv, const AttnParams& p);
 Status attention(CommandList& cl, const BufferSlice& out, const BufferSlice& q, const GpuSeqs& s,
                  const GpuKv& kv, const AttnParams& p, const BufferSlice& scratch);
+
+// The decoder's RoPE + KV store in one pass: rotate-half RoPE (cos/sin [n, rot_dim / 2]) on the
+// q heads of qkv [n, stride] in place, and the roped k heads and the v heads written to the cache
+// of one layer, token t at element offset slots[t] (u32: block * block_stride + slot * head_dim;
+// kv head h adds head_stride). Needs head_dim and rot_dim / 2 even.
+Status rope_store(CommandList& cl, const BufferSlice& qkv, int64_t n, int64_t stride, int n_heads, int rot_dim,
+                  const BufferSlice& cos, const BufferSlice& sin, const BufferSlice& slots, const GpuKv& kv);
+
+// out[i, :] = x[idx[i], :] for i < n; idx u32, x and out f32 rows of dim.
+Status gather_rows(CommandList& cl, const BufferSlice& out, const BufferSlice& x, const BufferSlice& idx, int64_t n,
+                   int64_t dim);
 
 // out[t, i] = silu(gu[t, i]) * gu[t, ffn + i].
 Status silu_mul(CommandList& cl, const BufferSlice& out, const BufferSlice& gu, int64_t n, int64_t ffn);

@@ -42,6 +42,11 @@ struct DecodePlan {
 // at least 256 so the combine pass stays small next to the key reads.
 DecodePlan plan_decode(const GpuSeqs& s, const AttnParams& p) {
   DecodePlan d;
+  if (s.split_len > 0) {
+    d.split_len = uint32_t(detail::ceil_div(s.split_len, kWg) * kWg);
+    d.n_splits = uint32_t(std::max<uint64_t>(detail::ceil_div(uint64_t(std::max<int64_t>(s.max_kv_len, 1)), d.split_len), 1));
+    return d;
+  }
   uint64_t rows = uint64_t(s.n_seqs) * uint64_t(s.max_n_q) * uint64_t(p.n_heads);
   uint64_t len = uint64_t(std::max<int64_t>(s.max_kv_len, 1));
   uint64_t want = rows >= 1024 ? 1 : detail::ceil_div(1024, rows);

@@ -1,6 +1,9 @@
 // matmul: picks the decode matvec, the portable tiled matmul, or the cooperative-matrix matmul,
 // fills the push constants (same field order as the shaders' Push blocks) and sizes the grid.
 #include <algorithm>
+#include <bit>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "kernels/vulkan/ops_util.h"
@@ -8,28 +11,41 @@
 namespace pensieve::vulkan {
 namespace {
 
-// shaders/matvec.comp, matmul.comp, matmul_coopmat.comp: Push.
+// shaders/matmul.comp, matmul_coopmat.comp: Push.
 struct MatPush {
   uint32_t rows, cols, n, ldx, ldy;
-  uint32_t row_units;       // 32-bit words per weight row (quantized; matvec also dense)
+  uint32_t row_units;       // 32-bit words per weight row (quantized)
   uint32_t groups_per_row;  // quantized: cols / group_size
 };
 static_assert(sizeof(MatPush) <= 128);
 
-// Bindings: 0 W, 1 scales, 2 biases, 3 x, 4 y (written).
-const KernelDesc kMatvec{"matvec", 5, sizeof(MatPush), 1u << 4, true, false};
+// shaders/matvec.comp: Push.
+struct MatvecPush {
+  uint32_t rows, cols, n, ldx, ldy;
+  uint32_t row_words;       // 32-bit words per weight row
+  uint32_t groups_per_row;  // quantized: cols / group_size
+  uint32_t ntb;             // token blocks
+  uint32_t xoff;            // silu_mul: gate -> up offset
+  float eps;                // rmsnorm
+};
+static_assert(sizeof(MatvecPush) <= 128);
+
+// Bindings: 0 W, 1 scales, 2 biases, 3 x, 4 y (written; read too when accumulating), 5 norm weight.
+const KernelDesc kMatvec{"matvec", 6, sizeof(MatvecPush), 1u << 4, true, false};
 const KernelDesc kMatmul{"matmul", 5, sizeof(MatPush), 1u << 4, false, false};
 const KernelDesc kMatmulCoop{"matmul_coopmat", 5, sizeof(MatPush), 1u << 4, false, true};
 
-// Largest token count the matvec handles in one workgroup (its registers hold NT x-slices).
+// Largest token count the matvec handles in one workgroup; more tokens take several token blocks.
 constexpr int64_t kMatvecMaxTokens = 8;
+// Precision::fast: batches from this many tokens on take the cooperative-matrix matmul where the
+// device has one (prefill); smaller ones stay on the matvec, which reads each weight once.
+constexpr int64_t kCoopmatMinTokens = 64;
 
 int64_t elem_bytes(DType t) { return t == DType::f32 ? 4 : 2; }
 
 // The matvec reads whole 32-bit weight words per row and x with vec4 (q4/q8) or vec2 (f16/bf16)
 // loads, so rows must start on a word and x rows on the load size.
-bool matvec_fits(int64_t ldx, int64_t n, const GpuWeight& w) {
-  if (n > kMatvecMaxTokens) return false;
+bool matvec_fits(int64_t ldx, const GpuWeight& w) {
   if (w.quantized()) return ldx % 4 == 0;
   if (w.dtype == DType::f32) return true;
   return w.cols % 2 == 0 && ldx % 2 == 0;
@@ -88,13 +104,32 @@ Result<GpuWeightBuffers> upload_weight(Context& ctx, const WeightMatrix& w) {
 namespace ops {
 
 const char* matmul_kernel(const Context& ctx, int64_t ldx, int64_t n, const GpuWeight& w, Precision p) {
-  if (matvec_fits(ldx, n, w)) return "matvec";
-  if (p == Precision::fast && n > kMatvecMaxTokens && coopmat_usable(ctx)) return "matmul_coopmat";
+  if (p == Precision::fast && n >= kCoopmatMinTokens && coopmat_usable(ctx)) return "matmul_coopmat";
+  if (matvec_fits(ldx, w)) return "matvec";
   return "matmul";
 }
 
+// PENSIEVE_VK_MATVEC="wg,rows,tokens,unit_words" (0 = default) overrides the matvec's defaults:
+// for tuning runs on a new GPU without a rebuild.
+MatvecTuning env_tuning() {
+  static const MatvecTuning t = [] {
+    MatvecTuning r;
+    if (const char* e = std::getenv("PENSIEVE_VK_MATVEC"))
+      std::sscanf(e, "%u,%u,%u,%u", &r.wg, &r.rows, &r.tokens, &r.unit_words);
+    return r;
+  }();
+  return t;
+}
+
+// 16-byte units for long rows (fewer load instructions); single words for short rows (tiny
+// models), so a workgroup's invocations all have work.
+uint32_t matvec_unit_words(const GpuWeight& w) {
+  uint64_t words = w.quantized() ? uint64_t(w.words_per_row()) : uint64_t(w.cols * elem_bytes(w.dtype)) / 4;
+  return words % 4 == 0 && words >= 256 ? 4 : 1;
+}
+
 Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSlice& x, int64_t ldx, int64_t n,
-              const GpuWeight& w, Precision p, const MatvecTuning& tune) {
+              const GpuWeight& w, Precision p, const MatvecTuning& given, const MatmulFusion& f) {
   Context& ctx = cl.context();
   if (n <= 0 || w.rows <= 0) return Status::Ok();
   auto wt = detail::weight_type(w.dtype);
@@ -112,7 +147,14 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
   if (!detail::fits_u32(n * ldx) || !detail::fits_u32(n * ldy) || !detail::fits_u32(w.rows * w.cols))
     return errorf("vulkan matmul: [%lld x %lld] x [%lld tokens] exceeds 32-bit indexing", (long long)w.rows,
                   (long long)w.cols, (long long)n);
-  PENSIEVE_TRY(detail::need("matmul", "x", x, uint64_t((n - 1) * ldx + w.cols) * 4));
+  const bool fused = f.norm.valid() || f.silu_offset > 0 || f.accumulate;
+  if (fused && std::string(matmul_kernel(ctx, ldx, n, w, p)) != "matvec")
+    return errorf("vulkan matmul: fused input/output ops need the matvec kernel (see matmul_kernel)");
+  if (f.norm.valid() && f.silu_offset > 0) return errorf("vulkan matmul: rmsnorm and silu_mul fusions exclude each other");
+  if (f.silu_offset > 0 && (w.quantized() ? f.silu_offset % 4 : 0))
+    return errorf("vulkan matmul: silu_mul offset %lld not a multiple of 4", (long long)f.silu_offset);
+  if (f.norm.valid()) PENSIEVE_TRY(detail::need("matmul", "norm weight", f.norm, uint64_t(w.cols) * 4));
+  PENSIEVE_TRY(detail::need("matmul", "x", x, uint64_t((n - 1) * ldx + w.cols + std::max<int64_t>(f.silu_offset, 0)) * 4));
   PENSIEVE_TRY(detail::need("matmul", "y", y, uint64_t((n - 1) * ldy + w.rows) * 4));
   auto plane = w.quantized() ? uint64_t(w.rows * w.cols * w.bits() / 8) : uint64_t(w.rows * w.cols * elem_bytes(w.dtype));
   PENSIEVE_TRY(detail::need("matmul", "weight", w.data, plane));
@@ -130,20 +172,45 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
   std::string which = matmul_kernel(ctx, ldx, n, w, p);
 
   if (which == "matvec") {
-    // Defaults: 64 invocations (two NVIDIA warps, one AMD wave); rows per workgroup so that
-    // ROWS * tokens stays <= 8 accumulators (rows 4 at batch 1: 4 weight rows x 2 words = 8 loads in
-    // flight per invocation). All tokens in one workgroup, so each weight is read once.
-    uint32_t nt = tune.tokens ? tune.tokens : uint32_t(n);
-    uint32_t rows = tune.rows ? tune.rows : std::clamp<uint32_t>(8 / nt, 1, 4);
-    uint32_t wg = tune.wg ? tune.wg : 64;
-    if (nt < 1 || nt > 8 || rows < 1 || rows > 8 || rows * nt > 32 || (wg & (wg - 1)) || wg > 1024)
-      return errorf("vulkan matvec: bad tuning (wg %u, rows %u, tokens %u)", wg, rows, nt);
-    pc.row_units = uint32_t(w.quantized() ? w.words_per_row() : (w.cols * elem_bytes(w.dtype)) / 4);
-    auto pipe = ctx.pipelines().get(kMatvec, {wg, rows, nt, *wt, st, group});
+    const MatvecTuning env = env_tuning();
+    MatvecTuning tune = given;
+    if (!tune.wg) tune.wg = env.wg;
+    if (!tune.rows) tune.rows = env.rows;
+    if (!tune.tokens) tune.tokens = env.tokens;
+    if (!tune.unit_words) tune.unit_words = env.unit_words;
+    // Defaults: 64 invocations (two NVIDIA warps, one AMD wave), 4 rows per workgroup (4 rows x 2
+    // units = 8 loads, 128 bytes in flight per invocation), up to 8 tokens per workgroup (32
+    // accumulators). The workgroup size and the unit are fixed per weight, so a token's result does
+    // not depend on the batch (the other choices only change which workgroup computes it).
+    // Token blocks of 1, 2, 4 or 8 (few pipeline variants). Short rows (tiny models) take smaller
+    // workgroups with more rows each, so invocations are not left idle.
+    uint32_t nt = tune.tokens ? tune.tokens : n >= 5 ? 8 : n >= 3 ? 4 : uint32_t(n);
+    uint32_t uw = tune.unit_words ? tune.unit_words : matvec_unit_words(w);
+    const uint64_t units = (w.quantized() ? uint64_t(w.words_per_row()) : uint64_t(w.cols * elem_bytes(w.dtype)) / 4) / uw;
+    uint32_t wg = tune.wg ? tune.wg : units >= 128 ? 64 : std::max<uint32_t>(8, uint32_t(std::bit_ceil(units / 2)));
+    uint32_t rows = tune.rows ? tune.rows : wg < 64 ? std::min<uint32_t>(8, 32 / nt) : std::clamp<uint32_t>(32 / nt, 1, 4);
+    if (nt < 1 || nt > 32 || rows < 1 || rows > 16 || rows * nt > 64 || (wg & (wg - 1)) || wg < 8 || wg > 1024 ||
+        (uw != 1 && uw != 4))
+      return errorf("vulkan matvec: bad tuning (wg %u, rows %u, tokens %u, unit %u)", wg, rows, nt, uw);
+    uint64_t row_words = w.quantized() ? uint64_t(w.words_per_row()) : uint64_t(w.cols * elem_bytes(w.dtype)) / 4;
+    if (row_words % uw) return errorf("vulkan matvec: %llu words per row, unit %u", (unsigned long long)row_words, uw);
+    MatvecPush mp{};
+    mp.rows = pc.rows;
+    mp.cols = pc.cols;
+    mp.n = pc.n;
+    mp.ldx = pc.ldx;
+    mp.ldy = pc.ldy;
+    mp.row_words = uint32_t(row_words);
+    mp.groups_per_row = pc.groups_per_row;
+    mp.ntb = uint32_t(detail::ceil_div(uint64_t(n), nt));
+    mp.xoff = uint32_t(std::max<int64_t>(f.silu_offset, 0));
+    mp.eps = f.eps;
+    uint32_t xmode = f.norm.valid() ? 1 : f.silu_offset > 0 ? 2 : 0;
+    auto pipe = ctx.pipelines().get(kMatvec, {wg, rows, nt, *wt, st, group, uw, xmode, f.accumulate ? 1u : 0u});
     if (!pipe.ok()) return std::move(pipe).take_error();
     uint32_t gx, gz;
-    PENSIEVE_TRY(detail::fold_grid(ctx, detail::ceil_div(uint64_t(w.rows), rows), &gx, &gz));
-    return cl.dispatch(**pipe, {w.data, sc, bi, x, y}, pc, gx, uint32_t(detail::ceil_div(uint64_t(n), nt)), gz);
+    PENSIEVE_TRY(detail::fold_grid(ctx, detail::ceil_div(uint64_t(w.rows), rows) * mp.ntb, &gx, &gz));
+    return cl.dispatch(**pipe, {w.data, sc, bi, x, y, f.norm.valid() ? f.norm : x}, mp, gx, 1, gz);
   }
   pc.row_units = w.quantized() ? uint32_t(w.words_per_row()) : 0;
   bool coop = which == "matmul_coopmat";

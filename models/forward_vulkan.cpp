@@ -1,0 +1,566 @@
+// The decoder on a Vulkan GPU: see forward_vulkan.h for the design. In order below: setup (weights,
+// cache, activations), the host side of a step (pieces, inputs, readback), and the recording.
+#include "models/forward_vulkan.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace pensieve {
+
+using vulkan::BufferSlice;
+using vulkan::CommandList;
+using vulkan::GpuWeight;
+using vulkan::MemoryKind;
+
+namespace {
+
+uint64_t round_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+
+Result<vulkan::Buffer> make_buffer(vulkan::Context& ctx, uint64_t bytes, MemoryKind kind, const char* what) {
+  return vulkan::Buffer::create(ctx, std::max<uint64_t>(bytes, 16), kind, what);
+}
+
+int64_t rows_of(const SeqChunk& s) {
+  return s.logits == SeqChunk::Logits::all ? s.n : s.logits == SeqChunk::Logits::last ? 1 : 0;
+}
+
+}  // namespace
+
+// A part of a batch that runs as one submission: at most kMaxStepTokens tokens and kMaxStepRows
+// logits rows (a chunk may be cut in several pieces; its KV cache fills in order).
+struct VulkanForward::Piece {
+  std::vector<SeqChunk> chunks;
+  int64_t tokens = 0, full_rows = 0, top_rows = 0;
+};
+
+std::string VulkanForward::unsupported(const ModelConfig& c, const Weights& w, const KvCache& cache) {
+  char buf[256];
+  if (c.head_dim % 2 || (c.rope.rot_dim / 2) % 2) {
+    std::snprintf(buf, sizeof buf, "head_dim %d / rotary dims %d (the fused RoPE kernel needs a multiple of 4)",
+                  c.head_dim, c.rope.rot_dim);
+    return buf;
+  }
+  if (c.head_dim > 256) return "head_dim above 256";
+  if (cache.dtype() != DType::f16 && cache.dtype() != DType::f32) return "KV cache type";
+  auto check = [&](const WeightMatrix& m) { return vulkan::weight_plane_bytes(m).ok(); };
+  bool ok = check(w.embed) && check(w.lm_head);
+  for (const LayerWeights& L : w.layers) {
+    for (const auto& p : L.qkv.parts) ok = ok && check(p);
+    for (const auto& p : L.gate_up.parts) ok = ok && check(p);
+    ok = ok && check(L.o) && check(L.down);
+  }
+  if (!ok) return "a weight type the shaders do not read";
+  return "";
+}
+
+VulkanForward::VulkanForward(const ModelConfig& c, const Weights& w, KvCache& cache, Precision p,
+                             std::unique_ptr<vulkan::Context> ctx)
+    : c_(c), w_(w), cache_(cache), precision_(p), ctx_(std::move(ctx)) {}
+
+VulkanForward::~VulkanForward() {
+  // Command lists first (they may still be running), then buffers, then the context (member order).
+  recordings_.clear();
+}
+
+Result<std::unique_ptr<VulkanForward>> VulkanForward::create(const ModelConfig& c, const Weights& w, KvCache& cache,
+                                                             Precision precision, std::unique_ptr<vulkan::Context> ctx) {
+  if (std::string why = unsupported(c, w, cache); !why.empty())
+    return errorf("the Vulkan backend does not support this model: %s", why.c_str());
+  std::unique_ptr<VulkanForward> f(new VulkanForward(c, w, cache, precision, std::move(ctx)));
+  PENSIEVE_TRY(f->init());
+  return f;
+}
+
+Status VulkanForward::init() {
+  // inv_freq[i] = 1 / (ext[i] · theta^(2i / rot)), in double as the CPU path computes it.
+  const int half = c_.rope.rot_dim / 2;
+  for (int i = 0; i < half; ++i) {
+    double base = std::pow(c_.rope.theta, 2.0 * i / c_.rope.rot_dim);
+    double ext_s = c_.rope.longrope ? c_.rope.short_factor[size_t(i)] : 1.0;
+    double ext_l = c_.rope.longrope ? c_.rope.long_factor[size_t(i)] : 1.0;
+    inv_freq_short_.push_back(1.0 / (ext_s * base));
+    inv_freq_long_.push_back(1.0 / (ext_l * base));
+  }
+  PENSIEVE_TRY(upload_weights());
+  return allocate();
+}
+
+// ---- Setup -----------------------------------------------------------------------------------
+
+Status VulkanForward::upload_weights() {
+  vulkan::Context& ctx = *ctx_;
+  std::map<const void*, GpuWeight> seen;  // tied lm_head: uploaded once
+  // Uploads the parts of a projection as ONE matrix (rows concatenated: every plane is row-major),
+  // so split q/k/v or gate/up run as a single fused matvec.
+  auto upload = [&](const std::vector<WeightMatrix>& parts) -> Result<GpuWeight> {
+    if (parts.size() == 1)
+      if (auto it = seen.find(parts[0].data); it != seen.end()) return it->second;
+    const WeightMatrix& p0 = parts[0];
+    int64_t rows = 0;
+    vulkan::WeightPlaneBytes total;
+    for (const WeightMatrix& p : parts) {
+      if (p.dtype != p0.dtype || p.cols != p0.cols || p.scale_dtype != p0.scale_dtype || p.group_size != p0.group_size)
+        return errorf("vulkan: projection parts of different types or shapes");
+      auto b = vulkan::weight_plane_bytes(p);
+      if (!b.ok()) return std::move(b).take_error();
+      total.data += b->data;
+      total.scales += b->scales;
+      total.biases += b->biases;
+      rows += p.rows;
+    }
+    vulkan::GpuWeightBuffers g;
+    auto d = make_buffer(ctx, total.data, MemoryKind::device, "weights");
+    if (!d.ok()) return std::move(d).take_error();
+    g.data = std::move(*d);
+    if (p0.quantized()) {
+      auto s = make_buffer(ctx, total.scales, MemoryKind::device, "weight scales");
+      if (!s.ok()) return std::move(s).take_error();
+      auto b = make_buffer(ctx, total.biases, MemoryKind::device, "weight biases");
+      if (!b.ok()) return std::move(b).take_error();
+      g.scales = std::move(*s);
+      g.biases = std::move(*b);
+    }
+    vulkan::WeightPlaneBytes off;
+    for (const WeightMatrix& p : parts) {
+      auto b = vulkan::weight_plane_bytes(p);
+      PENSIEVE_TRY(ctx.upload(g.data, off.data, p.data, b->data));
+      if (p.quantized()) {
+        PENSIEVE_TRY(ctx.upload(g.scales, off.scales, p.scales, b->scales));
+        PENSIEVE_TRY(ctx.upload(g.biases, off.biases, p.biases, b->biases));
+      }
+      off.data += b->data;
+      off.scales += b->scales;
+      off.biases += b->biases;
+    }
+    g.w.dtype = p0.dtype;
+    g.w.rows = rows;
+    g.w.cols = p0.cols;
+    g.w.data = g.data.slice(0, round_up(total.data, 4));
+    if (p0.quantized()) {
+      g.w.scale_dtype = p0.scale_dtype;
+      g.w.group_size = p0.group_size;
+      // Whole words: the shaders read 16-bit planes as 32-bit words (buffers are padded to 16 bytes).
+      g.w.scales = g.scales.slice(0, round_up(total.scales, 4));
+      g.w.biases = g.biases.slice(0, round_up(total.biases, 4));
+    }
+    GpuWeight w = g.w;
+    owned_.push_back(std::move(g));
+    if (parts.size() == 1) seen[parts[0].data] = w;
+    return w;
+  };
+  auto one = [&](const WeightMatrix& m) { return upload({m}); };
+
+  auto e = one(w_.embed);
+  if (!e.ok()) return std::move(e).take_error();
+  embed_ = *e;
+  auto lm = one(w_.lm_head);
+  if (!lm.ok()) return std::move(lm).take_error();
+  lm_head_ = *lm;
+
+  // Norm vectors: one buffer, each vector at an offset every device accepts for a binding.
+  const uint64_t stride = round_up(uint64_t(c_.hidden) * 4, 256);
+  auto nb = make_buffer(ctx, stride * (2 * uint64_t(c_.n_layers) + 1), MemoryKind::device, "norm weights");
+  if (!nb.ok()) return std::move(nb).take_error();
+  norms_ = std::move(*nb);
+  const uint64_t vec = uint64_t(c_.hidden) * 4;
+  for (int l = 0; l < c_.n_layers; ++l) {
+    const LayerWeights& L = w_.layers[size_t(l)];
+    Layer g;
+    auto qkv = upload(L.qkv.parts);
+    if (!qkv.ok()) return std::move(qkv).take_error();
+    g.qkv = {*qkv};
+    auto gu = upload(L.gate_up.parts);
+    if (!gu.ok()) return std::move(gu).take_error();
+    g.gate_up = {*gu};
+    auto o = one(L.o);
+    if (!o.ok()) return std::move(o).take_error();
+    g.o = *o;
+    auto down = one(L.down);
+    if (!down.ok()) return std::move(down).take_error();
+    g.down = *down;
+    PENSIEVE_TRY(ctx.upload(norms_, stride * (2 * l), L.attn_norm.data(), vec));
+    PENSIEVE_TRY(ctx.upload(norms_, stride * (2 * l + 1), L.mlp_norm.data(), vec));
+    g.attn_norm = norms_.slice(stride * (2 * l), vec);
+    g.mlp_norm = norms_.slice(stride * (2 * l + 1), vec);
+    layers_.push_back(std::move(g));
+  }
+  PENSIEVE_TRY(ctx.upload(norms_, stride * 2 * c_.n_layers, w_.final_norm.data(), vec));
+  final_norm_ = norms_.slice(stride * 2 * c_.n_layers, vec);
+  return Status::Ok();
+}
+
+uint64_t VulkanForward::attn_scratch_per_token(uint32_t splits) const {
+  return splits <= 1 ? 0 : uint64_t(c_.n_heads) * splits * (uint64_t(c_.head_dim) + 2) * 4;
+}
+
+Status VulkanForward::allocate() {
+  vulkan::Context& ctx = *ctx_;
+  const int64_t T = kMaxStepTokens, R = kMaxStepRows, H = c_.hidden, V = c_.vocab;
+  const int64_t half = std::max(c_.rope.rot_dim / 2, 1);
+
+  // KV cache: one K and one V buffer per layer, [n_blocks, n_kv_heads, block_size, head_dim] each.
+  const uint64_t esz = dtype_size(cache_.dtype());
+  const uint64_t layer_bytes = uint64_t(cache_.layer_stride()) * esz;
+  for (int l = 0; l < c_.n_layers; ++l) {
+    auto k = make_buffer(ctx, layer_bytes, MemoryKind::device, "KV cache (K)");
+    if (!k.ok()) return std::move(k).take_error();
+    auto v = make_buffer(ctx, layer_bytes, MemoryKind::device, "KV cache (V)");
+    if (!v.ok()) return std::move(v).take_error();
+    vulkan::GpuKv g;
+    g.k = k->slice(0, layer_bytes);
+    g.v = v->slice(0, layer_bytes);
+    g.dtype = cache_.dtype();
+    g.block_size = cache_.block_size();
+    g.n_kv_heads = c_.n_kv_heads;
+    g.head_dim = c_.head_dim;
+    g.head_stride = int64_t(cache_.block_size()) * c_.head_dim;
+    g.block_stride = g.head_stride * c_.n_kv_heads;
+    k_.push_back(std::move(*k));
+    v_.push_back(std::move(*v));
+    kv_.push_back(g);
+  }
+
+  struct Want {
+    vulkan::Buffer* buf;
+    uint64_t bytes;
+    MemoryKind kind;
+    const char* what;
+  };
+  // Attention partials: enough for a full step at the pool's longest context, capped at 256 MiB
+  // (steps at very long contexts are then cut in smaller pieces).
+  const int64_t max_ctx = cache_.n_blocks() * cache_.block_size();
+  const uint32_t max_splits = uint32_t((max_ctx + kAttnSplit - 1) / kAttnSplit);
+  attn_scratch_bytes_ = std::max(attn_scratch_per_token(max_splits),
+                                 std::min<uint64_t>(attn_scratch_per_token(max_splits) * T, 256ull << 20));
+  table_capacity_ = std::max<int64_t>(4096, 2 * cache_.n_blocks());
+  const std::vector<Want> wants = {
+      {&x_, uint64_t(T * H) * 4, MemoryKind::device, "activations"},
+      {&xn_, uint64_t(T * H) * 4, MemoryKind::device, "activations"},
+      {&proj_, uint64_t(T * H) * 4, MemoryKind::device, "activations"},
+      {&qkv_, uint64_t(T * c_.qkv_dim()) * 4, MemoryKind::device, "activations"},
+      {&attn_, uint64_t(T * c_.q_dim()) * 4, MemoryKind::device, "activations"},
+      {&gu_, uint64_t(T * 2 * c_.ffn) * 4, MemoryKind::device, "activations"},
+      {&act_, uint64_t(T * c_.ffn) * 4, MemoryKind::device, "activations"},
+      {&xl_, uint64_t(R * H) * 4, MemoryKind::device, "activations"},
+      {&logits_, uint64_t(R * V) * 4, MemoryKind::device, "logits"},
+      {&attn_scratch_, attn_scratch_bytes_, MemoryKind::device, "attention partials"},
+      {&topv_, uint64_t(R * kMaxTopK) * 4, MemoryKind::device, "top-k"},
+      {&topi_, uint64_t(R * kMaxTopK) * 4, MemoryKind::device, "top-k"},
+      {&topk_scratch_, vulkan::ops::topk_scratch_bytes(R, V, kMaxTopK), MemoryKind::device, "top-k scratch"},
+      {&ids_, uint64_t(T) * 4, MemoryKind::upload, "step inputs"},
+      {&slots_, uint64_t(T) * 4, MemoryKind::upload, "step inputs"},
+      {&cos_, uint64_t(T * half) * 4, MemoryKind::upload, "step inputs"},
+      {&sin_, uint64_t(T * half) * 4, MemoryKind::upload, "step inputs"},
+      {&meta_, uint64_t(T) * sizeof(vulkan::SeqMeta), MemoryKind::upload, "step inputs"},
+      {&tables_, uint64_t(table_capacity_) * 4, MemoryKind::upload, "block tables"},
+      {&gidx_, uint64_t(R) * 4, MemoryKind::upload, "step inputs"},
+      {&out_logits_, uint64_t(R * V) * 4, MemoryKind::readback, "logits readback"},
+      {&out_topv_, uint64_t(R * kMaxTopK) * 4, MemoryKind::readback, "top-k readback"},
+      {&out_topi_, uint64_t(R * kMaxTopK) * 4, MemoryKind::readback, "top-k readback"},
+  };
+  for (const Want& w : wants) {
+    auto b = make_buffer(ctx, w.bytes, w.kind, w.what);
+    if (!b.ok()) return std::move(b).take_error();
+    *w.buf = std::move(*b);
+  }
+  return Status::Ok();
+}
+
+std::string VulkanForward::describe() const {
+  const vulkan::MemoryUse& m = ctx_->memory_use();
+  uint64_t weights = 0, kv = 0;
+  for (const auto& o : owned_) weights += o.data.size() + o.scales.size() + o.biases.size();
+  for (size_t l = 0; l < k_.size(); ++l) kv += k_[l].size() + v_[l].size();
+  char buf[512];
+  std::snprintf(buf, sizeof buf, "vulkan: %s; device memory %.2f GiB (weights %.2f GiB, KV cache %.2f GiB, other %.0f MiB)",
+                ctx_->info().summary().c_str(), m.device / 1073741824.0, weights / 1073741824.0, kv / 1073741824.0,
+                (m.device - weights - kv) / 1048576.0);
+  return buf;
+}
+
+bool VulkanForward::batch_invariant() const {
+  vulkan::GpuWeight probe = layers_.empty() ? lm_head_ : layers_[0].qkv[0];
+  return std::string(vulkan::ops::matmul_kernel(*ctx_, probe.cols, kMaxStepTokens, probe, precision_)) != "matmul_coopmat";
+}
+
+void VulkanForward::set_profiling(bool on) {
+  if (on == profiling_) return;
+  profiling_ = on;
+  recordings_.clear();
+  last_ = nullptr;
+}
+
+Result<std::vector<vulkan::OpTime>> VulkanForward::last_profile() const {
+  if (!last_) return errorf("vulkan: nothing submitted yet");
+  return last_->profile();
+}
+
+// ---- A step, host side ---------------------------------------------------------------------------
+
+Status VulkanForward::run(const std::vector<SeqChunk>& batch, float* logits) { return run_pieces(batch, logits, nullptr); }
+
+Status VulkanForward::run_topk(const std::vector<SeqChunk>& batch, float* logits, const TopK& top) {
+  return run_pieces(batch, logits, &top);
+}
+
+Status VulkanForward::run_pieces(const std::vector<SeqChunk>& batch, float* logits, const TopK* top) {
+  int64_t max_len = 1;
+  for (const SeqChunk& s : batch) {
+    if (s.n <= 0 || s.pos0 < 0 || !s.tokens || !s.block_table)
+      return errorf("forward: empty or malformed chunk (n %lld, pos0 %lld)", (long long)s.n, (long long)s.pos0);
+    if (top && s.top_k > kMaxTopK) return errorf("forward: top_k %d exceeds %d", s.top_k, kMaxTopK);
+    for (int64_t i = 0; i < s.n; ++i)
+      if (s.tokens[i] < 0 || s.tokens[i] >= c_.vocab)
+        return errorf("forward: token id %d is outside the vocabulary [0, %lld)", s.tokens[i], (long long)c_.vocab);
+    const int64_t len = s.pos0 + s.n;
+    for (int64_t b = 0; b < (len + cache_.block_size() - 1) / cache_.block_size(); ++b)
+      if (s.block_table[b] < 0 || s.block_table[b] >= cache_.n_blocks())
+        return errorf("forward: block %d is outside the KV pool", s.block_table[b]);
+    max_len = std::max(max_len, len);
+  }
+  // Pieces: tokens limited by the step buffers and by the attention partials at this context.
+  const uint32_t splits = uint32_t((max_len + kAttnSplit - 1) / kAttnSplit);
+  const uint64_t per_token = attn_scratch_per_token(splits);
+  const int64_t tok_limit = per_token ? std::min<int64_t>(kMaxStepTokens, int64_t(attn_scratch_bytes_ / per_token))
+                                      : kMaxStepTokens;
+  if (tok_limit < 1) return errorf("forward: a context of %lld tokens exceeds the attention scratch", (long long)max_len);
+
+  std::vector<Piece> pieces;
+  Piece cur;
+  auto flush = [&] {
+    if (cur.tokens) pieces.push_back(std::move(cur));
+    cur = Piece();
+  };
+  for (const SeqChunk& s : batch) {
+    const bool want_top = top && s.top_k > 0;
+    for (int64_t done = 0; done < s.n;) {
+      int64_t take = std::min(s.n - done, tok_limit - cur.tokens);
+      const int64_t room = kMaxStepRows - cur.full_rows - cur.top_rows;
+      if (s.logits == SeqChunk::Logits::all) take = std::min(take, room);
+      const bool last_part = done + take == s.n;
+      if (take <= 0 || (s.logits == SeqChunk::Logits::last && last_part && room == 0)) {
+        flush();
+        continue;
+      }
+      SeqChunk sub = s;
+      sub.tokens = s.tokens + done;
+      sub.n = take;
+      sub.pos0 = s.pos0 + done;
+      sub.top_k = want_top ? s.top_k : 0;
+      if (s.logits == SeqChunk::Logits::last && !last_part) sub.logits = SeqChunk::Logits::none;
+      (want_top ? cur.top_rows : cur.full_rows) += rows_of(sub);
+      cur.tokens += take;
+      cur.chunks.push_back(sub);
+      done += take;
+    }
+  }
+  flush();
+
+  TopK out = top ? *top : TopK();
+  for (const Piece& p : pieces) {
+    PENSIEVE_TRY(run_piece(p, logits, top ? &out : nullptr));
+    if (logits) logits += p.full_rows * c_.vocab;
+    out.values += p.top_rows * kMaxTopK;
+    out.ids += p.top_rows * kMaxTopK;
+  }
+  return Status::Ok();
+}
+
+// Writes the step inputs of a piece into the upload buffers and returns its shape.
+Status VulkanForward::write_inputs(const Piece& piece, Shape* shape) {
+  const int64_t T = piece.tokens, bs = cache_.block_size();
+  const int half = c_.rope.rot_dim / 2;
+  int64_t n_table = 0;
+  for (const SeqChunk& s : piece.chunks) n_table += (s.pos0 + s.n + bs - 1) / bs;
+  if (n_table > table_capacity_) {
+    recordings_.clear();  // they bind the old buffer
+    last_ = nullptr;
+    table_capacity_ = std::max(2 * table_capacity_, n_table);
+    auto b = make_buffer(*ctx_, uint64_t(table_capacity_) * 4, MemoryKind::upload, "block tables");
+    if (!b.ok()) return std::move(b).take_error();
+    tables_ = std::move(*b);
+  }
+  auto* ids = static_cast<int32_t*>(ids_.mapped());
+  auto* slots = static_cast<uint32_t*>(slots_.mapped());
+  auto* cs = static_cast<float*>(cos_.mapped());
+  auto* sn = static_cast<float*>(sin_.mapped());
+  auto* meta = static_cast<vulkan::SeqMeta*>(meta_.mapped());
+  auto* tables = static_cast<int32_t*>(tables_.mapped());
+  auto* gidx = static_cast<uint32_t*>(gidx_.mapped());
+  const vulkan::GpuKv& kv = kv_[0];
+
+  int64_t t = 0, table_off = 0, max_len = 1, top_row = 0, full_row = piece.top_rows;
+  int k = 0;
+  for (const SeqChunk& s : piece.chunks) {
+    const std::vector<double>& inv = s.long_rope ? inv_freq_long_ : inv_freq_short_;
+    const int64_t nblk = (s.pos0 + s.n + bs - 1) / bs;
+    std::memcpy(tables + table_off, s.block_table, size_t(nblk) * 4);
+    const int64_t first_row = s.logits == SeqChunk::Logits::all ? 0 : s.logits == SeqChunk::Logits::last ? s.n - 1 : s.n;
+    if (s.top_k > 0 && first_row < s.n) k = std::max(k, s.top_k);
+    for (int64_t i = 0; i < s.n; ++i, ++t) {
+      const int64_t pos = s.pos0 + i;
+      ids[t] = s.tokens[i];
+      slots[t] = uint32_t(s.block_table[pos / bs] * kv.block_stride + (pos % bs) * c_.head_dim);
+      meta[t] = {int32_t(t), 1, int32_t(pos), int32_t(table_off)};
+      const double p = double(pos) / c_.rope.linear_factor;
+      for (int j = 0; j < half; ++j) {
+        const double angle = p * inv[size_t(j)];
+        cs[t * half + j] = float(std::cos(angle) * c_.rope.attention_factor);
+        sn[t * half + j] = float(std::sin(angle) * c_.rope.attention_factor);
+      }
+      if (i >= first_row) gidx[s.top_k > 0 ? top_row++ : full_row++] = uint32_t(t);
+    }
+    table_off += nblk;
+    max_len = std::max(max_len, s.pos0 + s.n);
+  }
+  for (vulkan::Buffer* b : {&ids_, &slots_, &cos_, &sin_, &meta_, &tables_, &gidx_}) b->flush();
+  shape->tokens = T;
+  shape->full_rows = piece.full_rows;
+  shape->top_rows = piece.top_rows;
+  shape->k = piece.top_rows ? (k <= 1 ? 1 : kMaxTopK) : 0;  // two variants: argmax, or the most any chunk asks
+  shape->splits = uint32_t((max_len + kAttnSplit - 1) / kAttnSplit);
+  return Status::Ok();
+}
+
+Status VulkanForward::run_piece(const Piece& piece, float* logits, const TopK* top) {
+  Shape shape;
+  PENSIEVE_TRY(write_inputs(piece, &shape));
+  auto cl = recording(shape);
+  if (!cl.ok()) return std::move(cl).take_error();
+  last_ = *cl;
+  PENSIEVE_TRY((*cl)->submit_and_wait());
+  const int64_t V = c_.vocab;
+  if (shape.full_rows) {
+    out_logits_.invalidate();
+    std::memcpy(logits, out_logits_.mapped(), size_t(shape.full_rows * V) * 4);
+  }
+  if (shape.top_rows) {
+    out_topv_.invalidate();
+    out_topi_.invalidate();
+    const auto* v = static_cast<const float*>(out_topv_.mapped());
+    const auto* i = static_cast<const int32_t*>(out_topi_.mapped());
+    for (int64_t r = 0; r < shape.top_rows; ++r) {
+      std::memcpy(top->values + r * kMaxTopK, v + r * shape.k, size_t(shape.k) * 4);
+      std::memcpy(top->ids + r * kMaxTopK, i + r * shape.k, size_t(shape.k) * 4);
+    }
+  }
+  return Status::Ok();
+}
+
+Result<CommandList*> VulkanForward::recording(const Shape& s) {
+  if (auto it = recordings_.find(s); it != recordings_.end()) return it->second.get();
+  if (recordings_.size() >= 32) {  // many shapes (a busy server): start over rather than grow
+    recordings_.clear();
+    last_ = nullptr;
+  }
+  auto cl = CommandList::create(*ctx_, profiling_);
+  if (!cl.ok()) return std::move(cl).take_error();
+  PENSIEVE_TRY(record(**cl, s));
+  CommandList* p = cl->get();
+  recordings_[s] = std::move(*cl);
+  return p;
+}
+
+// ---- Recording ---------------------------------------------------------------------------------
+
+// y = x' · Wᵀ with the fusions; where the kernel for this size is not the matvec (the
+// cooperative-matrix prefill path), the small ops run as their own dispatches instead.
+Status VulkanForward::linear(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSlice& x, int64_t ldx,
+                             int64_t n, const std::vector<GpuWeight>& parts, const vulkan::MatmulFusion& f) {
+  const GpuWeight& w = parts[0];
+  if (std::string(vulkan::ops::matmul_kernel(*ctx_, ldx, n, w, precision_)) == "matvec")
+    return vulkan::ops::matmul(cl, y, ldy, x, ldx, n, w, precision_, {}, f);
+  BufferSlice in = x;
+  int64_t ld = ldx;
+  if (f.norm.valid()) {
+    in = xn_.slice(0, uint64_t(n * w.cols) * 4);
+    ld = w.cols;
+    PENSIEVE_TRY(vulkan::ops::rmsnorm(cl, in, x.sub(0, uint64_t(n * w.cols) * 4), f.norm, n, w.cols, f.eps));
+  } else if (f.silu_offset > 0) {
+    in = act_.slice(0, uint64_t(n * w.cols) * 4);
+    ld = w.cols;
+    PENSIEVE_TRY(vulkan::ops::silu_mul(cl, in, x, n, w.cols));
+  }
+  if (!f.accumulate) return vulkan::ops::matmul(cl, y, ldy, in, ld, n, w, precision_);
+  BufferSlice tmp = proj_.slice(0, uint64_t(n * w.rows) * 4);
+  PENSIEVE_TRY(vulkan::ops::matmul(cl, tmp, w.rows, in, ld, n, w, precision_));
+  return vulkan::ops::add(cl, y, tmp, n * w.rows);
+}
+
+Status VulkanForward::record(CommandList& cl, const Shape& s) {
+  namespace ops = vulkan::ops;
+  const int64_t T = s.tokens, H = c_.hidden, V = c_.vocab, QKV = c_.qkv_dim(), F = c_.ffn;
+  const int half = std::max(c_.rope.rot_dim / 2, 1);
+  const BufferSlice x = x_.slice(0, uint64_t(T * H) * 4);
+  const BufferSlice qkv = qkv_.slice(0, uint64_t(T * QKV) * 4);
+  const BufferSlice attn = attn_.slice(0, uint64_t(T * c_.q_dim()) * 4);
+  const BufferSlice gu = gu_.slice(0, uint64_t(T * 2 * F) * 4);
+  const BufferSlice ids = ids_.slice(0, uint64_t(T) * 4), slots = slots_.slice(0, uint64_t(T) * 4);
+  const BufferSlice cs = cos_.slice(0, uint64_t(T * half) * 4), sn = sin_.slice(0, uint64_t(T * half) * 4);
+
+  vulkan::GpuSeqs seqs;
+  seqs.meta = meta_.slice(0, uint64_t(T) * sizeof(vulkan::SeqMeta));
+  seqs.tables = tables_.whole();
+  seqs.n_seqs = int(T);  // one entry per token (n_q = 1): each query row is its own work item
+  seqs.max_n_q = 1;
+  seqs.max_kv_len = int64_t(s.splits) * kAttnSplit;
+  seqs.split_len = kAttnSplit;
+  AttnParams ap;
+  ap.n_heads = c_.n_heads;
+  ap.scale = float(1.0 / std::sqrt(double(c_.head_dim)));
+  ap.window = c_.sliding_window;
+  ap.q_stride = QKV;
+  ap.out_stride = c_.q_dim();
+  const float eps = float(c_.rms_eps);
+
+  PENSIEVE_TRY(cl.begin());
+  cl.set_scope("embed");
+  PENSIEVE_TRY(ops::embed(cl, x, ids, T, embed_));
+  for (int l = 0; l < c_.n_layers; ++l) {
+    const Layer& L = layers_[size_t(l)];
+    vulkan::MatmulFusion f;
+    cl.set_scope("qkv");
+    f.norm = L.attn_norm;
+    f.eps = eps;
+    PENSIEVE_TRY(linear(cl, qkv, QKV, x, H, T, L.qkv, f));
+    cl.set_scope("rope_store");
+    PENSIEVE_TRY(ops::rope_store(cl, qkv, T, QKV, c_.n_heads, c_.rope.rot_dim, cs, sn, slots, kv_[size_t(l)]));
+    cl.set_scope("attention");
+    PENSIEVE_TRY(ops::attention(cl, attn, qkv, seqs, kv_[size_t(l)], ap, attn_scratch_.whole()));
+    cl.set_scope("o_proj");
+    PENSIEVE_TRY(linear(cl, x, H, attn, c_.q_dim(), T, {L.o}, {.accumulate = true}));
+    cl.set_scope("gate_up");
+    f.norm = L.mlp_norm;
+    PENSIEVE_TRY(linear(cl, gu, 2 * F, x, H, T, L.gate_up, f));
+    cl.set_scope("down");
+    PENSIEVE_TRY(linear(cl, x, H, gu, 2 * F, T, {L.down}, {.silu_offset = F, .accumulate = true}));
+  }
+  // Rows that want logits: top-k rows first (their logits slice starts at offset 0, aligned for
+  // binding), then full rows.
+  const int64_t R = s.full_rows + s.top_rows;
+  if (R > 0) {
+    cl.set_scope("lm_head");
+    const BufferSlice xl = xl_.slice(0, uint64_t(R * H) * 4);
+    PENSIEVE_TRY(ops::gather_rows(cl, xl, x, gidx_.slice(0, uint64_t(R) * 4), R, H));
+    vulkan::MatmulFusion f;
+    f.norm = final_norm_;
+    f.eps = eps;
+    PENSIEVE_TRY(linear(cl, logits_.slice(0, uint64_t(R * V) * 4), V, xl, H, R, {lm_head_}, f));
+  }
+  if (s.top_rows) {
+    cl.set_scope("topk");
+    const uint64_t n = uint64_t(s.top_rows) * s.k * 4;
+    PENSIEVE_TRY(ops::topk(cl, topv_.slice(0, n), topi_.slice(0, n), logits_.slice(0, uint64_t(s.top_rows * V) * 4),
+                           s.top_rows, V, s.k, topk_scratch_.whole()));
+    PENSIEVE_TRY(cl.copy(topv_.slice(0, n), out_topv_.slice(0, n)));
+    PENSIEVE_TRY(cl.copy(topi_.slice(0, n), out_topi_.slice(0, n)));
+  }
+  if (s.full_rows) {
+    const uint64_t n = uint64_t(s.full_rows * V) * 4;
+    PENSIEVE_TRY(cl.copy(logits_.slice(uint64_t(s.top_rows * V) * 4, n), out_logits_.slice(0, n)));
+  }
+  return cl.end();
+}
+
+}  // namespace pensieve
