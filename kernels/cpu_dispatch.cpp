@@ -22,6 +22,8 @@ namespace pensieve {
 static const CpuKernels kRef = {
     "ref",
     matmul_ref,
+    prepare_act_ref,
+    matmul_q_ref,
     quantize_act_ref,
     matmul_act8_ref,
     rmsnorm_ref,
@@ -32,6 +34,7 @@ static const CpuKernels kRef = {
     f16_to_f32_ref,
     f32_to_f16_ref,
     bf16_to_f32_ref,
+    f32_to_bf16_ref,
 };
 
 const CpuKernels& cpu_kernels_ref() { return kRef; }

@@ -16,19 +16,40 @@
 
 namespace pensieve {
 
-// Activations quantized per block of kActBlock values for integer dot products (the "fast"
-// precision). Per token t and block b:  x[t, c] ≈ d[t, b] * q[t, c]  (q in [-127, 127]) and
-// sum[t, b] = d[t, b] * Σ q over the block. Each ISA may order q inside a block as its matmul
-// prefers, so an ActQ8 is only ever read by the matmul of the same table that wrote it.
+// Activations prepared once per matmul call for the quantized-weight kernels, by the same table
+// whose matmul then reads them, for weights of one (bits, group_size). Inside each row the values
+// are in the order that table's SIMD lanes decode the packed weights in (e.g. AVX2 splits a
+// 32-byte load of q4 words into low and high nibbles, so its int8 row holds each 64 values as the
+// 32 even ones then the 32 odd ones; the AVX-512 file describes its slabs of 512): preparing is
+// O(n·cols), so reordering there is free.
+// The reference tables keep natural order. Tests always run a table's prepare with its own matmul.
+//
+// exact: f32 activations.  x[t, :] permuted and, where a table decodes nibble j of a word as
+// q·16^j (an AND without shift), pre-scaled by 16^-j so the product is unchanged (powers of two
+// are exact); gsum[t, g] = Σ of x[t, c] over weight group g (for the bias term).
+struct ActF32 {
+  float* x = nullptr;     // [n, cols]
+  float* gsum = nullptr;  // [n, cols / group_size]
+  int64_t n = 0, cols = 0;
+  int bits = 4, group_size = 64;
+};
+
+// fast: int8 activations per block of kActBlock values (as llama.cpp's q8_0):
+//   d[t, b] = max|x[t, block b]| / 127,  q[t, c] = round_half_even(x[t, c] · (1/d))  in [-127, 127]
+//   (d = 0 gives q = 0), every table bit for bit as the reference,
+//   gsum[t, g] = Σ_{blocks b in group g} d[t, b] · Σ_{c in b} q[t, c]   (for the bias term).
+// d and gsum are in natural block order; q is permuted within each row as the table prefers.
 inline constexpr int kActBlock = 32;
-// Largest head_dim the attention kernels accept (Phi and Llama models use 64..128).
-inline constexpr int kMaxHeadDim = 256;
 struct ActQ8 {
   int8_t* q = nullptr;    // [n, cols]
   float* d = nullptr;     // [n, cols / kActBlock]
-  float* sum = nullptr;   // [n, cols / kActBlock]
+  float* gsum = nullptr;  // [n, cols / group_size]
   int64_t n = 0, cols = 0;
+  int bits = 4, group_size = 64;
 };
+
+// Largest head_dim the attention kernels accept (Phi and Llama models use 64..128).
+inline constexpr int kMaxHeadDim = 256;
 
 // One layer's view of the paged KV cache. Element (block b, kv head h, slot s, dim i) of K (V)
 // is at k[b * block_stride + h * head_stride + s * head_dim + i]; dtype is f16 or f32.
@@ -66,12 +87,18 @@ struct CpuKernels {
   const char* name;  // "ref", "avx2", "avx512", "neon", "dotprod"
 
   // y[t, r] = Σ_c x[t, c] · W[r, c] for t < n, r0 <= r < r1.  x: [n, ldx] f32, y: [n, ldy] f32.
-  // W quantized (q4/q8) or dense (f32/f16/bf16). f32 activations: the "exact" precision.
-  void (*matmul)(float* y, int64_t ldy, const float* x, int64_t ldx, int64_t n, const WeightMatrix& w,
-                 int64_t r0, int64_t r1);
-  // Quantizes rows [t0, t1) of x into a (a.cols == cols).
+  // matmul_dense: W dense (f32 / f16 / bf16).
+  void (*matmul_dense)(float* y, int64_t ldy, const float* x, int64_t ldx, int64_t n, const WeightMatrix& w,
+                       int64_t r0, int64_t r1);
+  // The "exact" precision for quantized W (q4 / q8, any group and scale type):
+  //   W[r, c] = scale[r, g] · q[r, c] + bias[r, g] (g = c / group_size) and f32 activations, i.e.
+  //   y[t, r] = Σ_g scale[r, g] · Σ_{c in g} q[r, c] · x[t, c]  +  bias[r, g] · gsum[t, g].
+  // prepare_act fills rows [t0, t1) of a (a.cols, a.bits, a.group_size set by the caller).
+  void (*prepare_act)(ActF32& a, const float* x, int64_t ldx, int64_t t0, int64_t t1);
+  void (*matmul_q)(float* y, int64_t ldy, const ActF32& a, const WeightMatrix& w, int64_t r0, int64_t r1);
+  // The "fast" precision: the same with int8 activations and integer dot products per block:
+  //   y[t, r] = Σ_g scale[r, g] · Σ_{b in g} d[t, b] · (Σ_{c in b} q[r, c] · qx[t, c])  +  bias[r, g] · gsum[t, g].
   void (*quantize_act)(ActQ8& a, const float* x, int64_t ldx, int64_t t0, int64_t t1);
-  // As matmul, from quantized activations ("fast" precision); W is q4 or q8.
   void (*matmul_act8)(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, int64_t r0, int64_t r1);
 
   // y[r, :] = x[r, :] · w / sqrt(mean(x[r, :]²) + eps) for r in [r0, r1).  x, y: [rows, dim]
@@ -84,19 +111,22 @@ struct CpuKernels {
   void (*rope)(float* x, int64_t stride, int n_heads, int head_dim, int rot_dim, const float* cos,
                const float* sin, int64_t t0, int64_t t1);
 
-  // Causal attention of query head h for queries [i0, i1) of one sequence (online softmax,
-  // f32 accumulation):  out[t, h] = Σ_j softmax_j(scale · q[t, h]·k[j]) · v[j]  over visible j.
+  // Causal attention for queries [i0, i1) of one sequence and every query head h that reads a kv
+  // head in [kh0, kh1) (h = kh·g .. kh·g + g − 1, g = n_heads / n_kv_heads), online softmax, f32
+  // accumulation:  out[t, h] = Σ_j softmax_j(scale · q[t, h]·k[j]) · v[j]  over the visible keys j.
+  // The heads of a call run together so their keys and values are read once, in cache order.
   void (*attention)(float* out, const float* q, const AttnSeq& seq, const KvLayer& kv, const AttnParams& p,
-                    int h, int64_t i0, int64_t i1);
+                    int kh0, int kh1, int64_t i0, int64_t i1);
 
   // out[t, i] = silu(gu[t, i]) · gu[t, ffn + i] for t in [t0, t1), i < ffn; silu(g) = g / (1 + e^-g).
   void (*silu_mul)(float* out, const float* gu, int64_t ffn, int64_t t0, int64_t t1);
   // y[i] += x[i] for i in [i0, i1).
   void (*add)(float* y, const float* x, int64_t i0, int64_t i1);
-  // Conversions for i in [i0, i1): exact widening, round-to-nearest-even narrowing.
+  // Conversions for i in [i0, i1): exact widening, round-to-nearest-even narrowing (tensor/dtype.h).
   void (*f16_to_f32)(float* dst, const uint16_t* src, int64_t i0, int64_t i1);
   void (*f32_to_f16)(uint16_t* dst, const float* src, int64_t i0, int64_t i1);
   void (*bf16_to_f32)(float* dst, const uint16_t* src, int64_t i0, int64_t i1);
+  void (*f32_to_bf16)(uint16_t* dst, const float* src, int64_t i0, int64_t i1);
 };
 
 // The reference table (scalar, the spec) and the best table this CPU runs.

@@ -7,17 +7,40 @@
 
 namespace pensieve {
 
-ActQ8 KernelContext::act_scratch(int64_t n, int64_t cols) {
-  int64_t blocks = n * (cols / kActBlock);
-  size_t q_bytes = size_t(n * cols + 63) / 64 * 64;
-  size_t need = q_bytes + size_t(blocks) * 2 * sizeof(float);
-  if (act_.size() < need) act_ = Buffer(need);
-  ActQ8 a;
-  a.q = act_.as<int8_t>();
-  a.d = reinterpret_cast<float*>(act_.as<uint8_t>() + q_bytes);
-  a.sum = a.d + blocks;
+// Carves 64-byte aligned pieces out of one growing buffer.
+static uint8_t* grow(Buffer& buf, size_t need) {
+  if (buf.size() < need) buf = Buffer(need);
+  return buf.as<uint8_t>();
+}
+static size_t round64(size_t b) { return (b + 63) / 64 * 64; }
+
+ActF32 KernelContext::act_f32_scratch(int64_t n, int64_t cols, int bits, int group_size) {
+  size_t x_bytes = round64(size_t(n * cols) * sizeof(float));
+  size_t g_bytes = size_t(n * (cols / group_size)) * sizeof(float);
+  uint8_t* p = grow(act_, x_bytes + g_bytes);
+  ActF32 a;
+  a.x = reinterpret_cast<float*>(p);
+  a.gsum = reinterpret_cast<float*>(p + x_bytes);
   a.n = n;
   a.cols = cols;
+  a.bits = bits;
+  a.group_size = group_size;
+  return a;
+}
+
+ActQ8 KernelContext::act_q8_scratch(int64_t n, int64_t cols, int bits, int group_size) {
+  size_t q_bytes = round64(size_t(n * cols));
+  size_t d_bytes = round64(size_t(n * (cols / kActBlock)) * sizeof(float));
+  size_t g_bytes = size_t(n * (cols / group_size)) * sizeof(float);
+  uint8_t* p = grow(act_, q_bytes + d_bytes + g_bytes);
+  ActQ8 a;
+  a.q = reinterpret_cast<int8_t*>(p);
+  a.d = reinterpret_cast<float*>(p + q_bytes);
+  a.gsum = reinterpret_cast<float*>(p + q_bytes + d_bytes);
+  a.n = n;
+  a.cols = cols;
+  a.bits = bits;
+  a.group_size = group_size;
   return a;
 }
 
@@ -34,15 +57,19 @@ void matmul(KernelContext& c, float* y, const float* x, int64_t n, const WeightM
   if (ldx == 0) ldx = w.cols;
   if (ldy == 0) ldy = w.rows;
   const CpuKernels& k = c.k();
-  if (p == Precision::fast && w.quantized() && w.cols % kActBlock == 0) {
-    ActQ8 a = c.act_scratch(n, w.cols);
-    c.pool().parallel_for(n, 1, [&](int64_t t0, int64_t t1) { k.quantize_act(a, x, ldx, t0, t1); });
-    c.pool().parallel_for(w.rows, row_grain(w.rows, c.pool().size()),
-                          [&](int64_t r0, int64_t r1) { k.matmul_act8(y, ldy, a, w, r0, r1); });
-    return;
+  ThreadPool& pool = c.pool();
+  const int64_t grain = row_grain(w.rows, pool.size());
+  if (!w.quantized()) {
+    pool.parallel_for(w.rows, grain, [&](int64_t r0, int64_t r1) { k.matmul_dense(y, ldy, x, ldx, n, w, r0, r1); });
+  } else if (p == Precision::fast) {
+    ActQ8 a = c.act_q8_scratch(n, w.cols, w.bits(), w.group_size);
+    pool.parallel_for(n, 1, [&](int64_t t0, int64_t t1) { k.quantize_act(a, x, ldx, t0, t1); });
+    pool.parallel_for(w.rows, grain, [&](int64_t r0, int64_t r1) { k.matmul_act8(y, ldy, a, w, r0, r1); });
+  } else {
+    ActF32 a = c.act_f32_scratch(n, w.cols, w.bits(), w.group_size);
+    pool.parallel_for(n, 1, [&](int64_t t0, int64_t t1) { k.prepare_act(a, x, ldx, t0, t1); });
+    pool.parallel_for(w.rows, grain, [&](int64_t r0, int64_t r1) { k.matmul_q(y, ldy, a, w, r0, r1); });
   }
-  c.pool().parallel_for(w.rows, row_grain(w.rows, c.pool().size()),
-                        [&](int64_t r0, int64_t r1) { k.matmul(y, ldy, x, ldx, n, w, r0, r1); });
 }
 
 void rmsnorm(KernelContext& c, float* y, const float* x, const float* w, int64_t rows, int64_t dim, float eps) {
@@ -58,24 +85,28 @@ void rope(KernelContext& c, float* x, int64_t n, int64_t stride, int n_heads, in
 
 void attention(KernelContext& c, float* out, const float* q, const AttnSeq* seqs, int n_seqs, const KvLayer& kv,
                const AttnParams& p) {
-  // Work items: (sequence, query head, chunk of up to kQChunk queries).
+  // Work items: (sequence, chunk of up to kQChunk queries, range of kv heads). An item runs every
+  // query head of its kv heads, so their keys and values are read once and in cache order (a
+  // block's rows of consecutive heads are contiguous). Heads are split only as far as needed to
+  // give every thread about 4 items: decode of many sequences runs all heads per item.
   constexpr int64_t kQChunk = 16;
-  int64_t items = 0;
-  for (int s = 0; s < n_seqs; ++s) items += p.n_heads * ((seqs[s].n_q + kQChunk - 1) / kQChunk);
-  c.pool().parallel_for(items, 1, [&](int64_t b, int64_t e) {
+  auto chunks = [&](int s) { return (seqs[s].n_q + kQChunk - 1) / kQChunk; };
+  int64_t q_items = 0;
+  for (int s = 0; s < n_seqs; ++s) q_items += chunks(s);
+  if (q_items == 0) return;
+  const int64_t want = 4 * int64_t(c.pool().size());
+  const int splits = int(std::clamp<int64_t>((want + q_items - 1) / q_items, 1, kv.n_kv_heads));
+  const int heads_per = (kv.n_kv_heads + splits - 1) / splits;
+  const int head_items = (kv.n_kv_heads + heads_per - 1) / heads_per;
+  c.pool().parallel_for(q_items * head_items, 1, [&](int64_t b, int64_t e) {
     for (int64_t item = b; item < e; ++item) {
-      int64_t rest = item;
+      int64_t rest = item / head_items;
+      const int hi = int(item % head_items);
       int s = 0;
-      for (;; ++s) {
-        int64_t here = p.n_heads * ((seqs[s].n_q + kQChunk - 1) / kQChunk);
-        if (rest < here) break;
-        rest -= here;
-      }
-      int64_t chunks = (seqs[s].n_q + kQChunk - 1) / kQChunk;
-      int h = int(rest / chunks);
-      int64_t i0 = (rest % chunks) * kQChunk;
-      int64_t i1 = std::min(i0 + kQChunk, seqs[s].n_q);
-      c.k().attention(out, q, seqs[s], kv, p, h, i0, i1);
+      for (; rest >= chunks(s); ++s) rest -= chunks(s);
+      const int64_t i0 = rest * kQChunk, i1 = std::min(i0 + kQChunk, seqs[s].n_q);
+      const int kh0 = hi * heads_per, kh1 = std::min(kv.n_kv_heads, kh0 + heads_per);
+      c.k().attention(out, q, seqs[s], kv, p, kh0, kh1, i0, i1);
     }
   });
 }

@@ -11,8 +11,9 @@
 namespace pensieve {
 
 // exact: f32 activations everywhere (matches float64 references to ~1e-5 relative).
-// fast:  matmul activations quantized to int8 per block of 32 for integer dot products
-//        (as llama.cpp's q8 path); the error this adds is documented in kernels/README.md.
+// fast:  activations of quantized matmuls quantized to int8 per block of 32 for integer dot
+//        products (as llama.cpp's q8_0 path); the error this adds is measured in kernels/README.md.
+//        Dense weights always run exact.
 // Either way each token's result is independent of the batch it runs in.
 enum class Precision : uint8_t { exact, fast };
 
@@ -22,8 +23,10 @@ class KernelContext {
   explicit KernelContext(ThreadPool& pool, const CpuKernels& k = cpu_kernels()) : pool_(pool), k_(k) {}
   ThreadPool& pool() const { return pool_; }
   const CpuKernels& k() const { return k_; }
-  // Scratch for quantized activations; grows on first use of a larger size, then is reused.
-  ActQ8 act_scratch(int64_t n, int64_t cols);
+  // Scratch for prepared activations (one matmul at a time); grows on first use of a larger
+  // size, then is reused, so decode steps never allocate.
+  ActF32 act_f32_scratch(int64_t n, int64_t cols, int bits, int group_size);
+  ActQ8 act_q8_scratch(int64_t n, int64_t cols, int bits, int group_size);
 
  private:
   ThreadPool& pool_;

@@ -28,17 +28,7 @@ static T* grow(std::vector<T>& v, int64_t n) {
 }
 
 CpuForward::CpuForward(const ModelConfig& c, const Weights& w, KvCache& cache, KernelContext& ctx, Precision precision)
-    : c_(c), w_(w), cache_(cache), ctx_(ctx), precision_(precision) {
-  // inv_freq[i] = 1 / (ext[i] · theta^(2i / rot)), in double as the reference computes it.
-  const int half = c.rope.rot_dim / 2;
-  for (int i = 0; i < half; ++i) {
-    double base = std::pow(c.rope.theta, 2.0 * i / c.rope.rot_dim);
-    double ext_s = c.rope.longrope ? c.rope.short_factor[size_t(i)] : 1.0;
-    double ext_l = c.rope.longrope ? c.rope.long_factor[size_t(i)] : 1.0;
-    inv_freq_short_.push_back(1.0 / (ext_s * base));
-    inv_freq_long_.push_back(1.0 / (ext_l * base));
-  }
-}
+    : c_(c), w_(w), cache_(cache), ctx_(ctx), precision_(precision), rope_(c.rope) {}
 
 // cos/sin [T, rot/2] for every token's position, attention factor folded in.
 void CpuForward::rope_tables(const std::vector<SeqChunk>& batch, int64_t T) {
@@ -46,17 +36,8 @@ void CpuForward::rope_tables(const std::vector<SeqChunk>& batch, int64_t T) {
   float* cs = grow(cos_, T * half);
   float* sn = grow(sin_, T * half);
   int64_t t = 0;
-  for (const SeqChunk& s : batch) {
-    const std::vector<double>& inv = s.long_rope ? inv_freq_long_ : inv_freq_short_;
-    for (int64_t i = 0; i < s.n; ++i, ++t) {
-      double pos = double(s.pos0 + i) / c_.rope.linear_factor;
-      for (int j = 0; j < half; ++j) {
-        double angle = pos * inv[size_t(j)];
-        cs[t * half + j] = float(std::cos(angle) * c_.rope.attention_factor);
-        sn[t * half + j] = float(std::sin(angle) * c_.rope.attention_factor);
-      }
-    }
-  }
+  for (const SeqChunk& s : batch)
+    for (int64_t i = 0; i < s.n; ++i, ++t) rope_.fill(s.pos0 + i, s.long_rope, cs + t * half, sn + t * half);
 }
 
 // y[T, p.rows()] = x · pᵀ, each part writing its own column range of y.

@@ -6,6 +6,7 @@
 #include "kernels/ops.h"
 #include "models/forward.h"
 #include "models/kv_cache.h"
+#include "models/rope.h"
 #include "models/weights.h"
 
 namespace pensieve {
@@ -29,7 +30,7 @@ class CpuForward : public Forward {
   KvCache& cache_;
   KernelContext& ctx_;
   Precision precision_;
-  std::vector<double> inv_freq_short_, inv_freq_long_;
+  RopeTables rope_;
 
   // Scratch, sized for the largest batch seen (grows, never shrinks).
   std::vector<float> x_, xn_, qkv_, attn_, proj_, gu_, act_, cos_, sin_;

@@ -56,7 +56,7 @@ std::string VulkanForward::unsupported(const ModelConfig& c, const Weights& w, c
 
 VulkanForward::VulkanForward(const ModelConfig& c, const Weights& w, KvCache& cache, Precision p,
                              std::unique_ptr<vulkan::Context> ctx)
-    : c_(c), w_(w), cache_(cache), precision_(p), ctx_(std::move(ctx)) {}
+    : c_(c), w_(w), cache_(cache), precision_(p), ctx_(std::move(ctx)), rope_(c.rope) {}
 
 VulkanForward::~VulkanForward() {
   // Command lists first (they may still be running), then buffers, then the context (member order).
@@ -73,15 +73,6 @@ Result<std::unique_ptr<VulkanForward>> VulkanForward::create(const ModelConfig& 
 }
 
 Status VulkanForward::init() {
-  // inv_freq[i] = 1 / (ext[i] · theta^(2i / rot)), in double as the CPU path computes it.
-  const int half = c_.rope.rot_dim / 2;
-  for (int i = 0; i < half; ++i) {
-    double base = std::pow(c_.rope.theta, 2.0 * i / c_.rope.rot_dim);
-    double ext_s = c_.rope.longrope ? c_.rope.short_factor[size_t(i)] : 1.0;
-    double ext_l = c_.rope.longrope ? c_.rope.long_factor[size_t(i)] : 1.0;
-    inv_freq_short_.push_back(1.0 / (ext_s * base));
-    inv_freq_long_.push_back(1.0 / (ext_l * base));
-  }
   PENSIEVE_TRY(upload_weights());
   return allocate();
 }
@@ -394,7 +385,6 @@ Status VulkanForward::write_inputs(const Piece& piece, Shape* shape) {
   int64_t t = 0, table_off = 0, max_len = 1, top_row = 0, full_row = piece.top_rows;
   int k = 0;
   for (const SeqChunk& s : piece.chunks) {
-    const std::vector<double>& inv = s.long_rope ? inv_freq_long_ : inv_freq_short_;
     const int64_t nblk = (s.pos0 + s.n + bs - 1) / bs;
     std::memcpy(tables + table_off, s.block_table, size_t(nblk) * 4);
     const int64_t first_row = s.logits == SeqChunk::Logits::all ? 0 : s.logits == SeqChunk::Logits::last ? s.n - 1 : s.n;
@@ -404,12 +394,7 @@ Status VulkanForward::write_inputs(const Piece& piece, Shape* shape) {
       ids[t] = s.tokens[i];
       slots[t] = uint32_t(s.block_table[pos / bs] * kv.block_stride + (pos % bs) * c_.head_dim);
       meta[t] = {int32_t(t), 1, int32_t(pos), int32_t(table_off)};
-      const double p = double(pos) / c_.rope.linear_factor;
-      for (int j = 0; j < half; ++j) {
-        const double angle = p * inv[size_t(j)];
-        cs[t * half + j] = float(std::cos(angle) * c_.rope.attention_factor);
-        sn[t * half + j] = float(std::sin(angle) * c_.rope.attention_factor);
-      }
+      rope_.fill(pos, s.long_rope, cs + t * half, sn + t * half);
       if (i >= first_row) gidx[s.top_k > 0 ? top_row++ : full_row++] = uint32_t(t);
     }
     table_off += nblk;

@@ -41,6 +41,7 @@
 #include "kernels/vulkan/ops.h"
 #include "models/forward.h"
 #include "models/kv_cache.h"
+#include "models/rope.h"
 #include "models/weights.h"
 
 namespace pensieve {
@@ -100,7 +101,7 @@ class VulkanForward : public Forward {
   KvCache& cache_;
   Precision precision_;
   std::unique_ptr<vulkan::Context> ctx_;  // declared first: destroyed after every buffer below
-  std::vector<double> inv_freq_short_, inv_freq_long_;
+  RopeTables rope_;
 
   // Weights (device).
   std::vector<vulkan::GpuWeightBuffers> owned_;

@@ -4,52 +4,56 @@
 
 namespace pensieve {
 
-TextStream::TextStream(const Tokenizer& tok, std::vector<std::string> stop_strings, bool skip_special)
-    : decoder_(tok, skip_special), stop_(std::move(stop_strings)) {
-  stop_.erase(std::remove(stop_.begin(), stop_.end(), std::string()), stop_.end());
+StopMatcher::StopMatcher(std::vector<std::string> stops) : stops_(std::move(stops)) {
+  stops_.erase(std::remove(stops_.begin(), stops_.end(), std::string()), stops_.end());
 }
 
-// Appends text to what is held back, and returns the part that can no longer be (the start of)
-// a stop string.
-std::string TextStream::release(std::string text) {
-  if (stopped()) return {};
-  held_ += text;
-  // The earliest complete stop string wins.
+// held_ = text not yet emitted. A stop string found in it ends generation (the earliest wins).
+// Otherwise the longest suffix of held_ that is a proper prefix of some stop string is kept back
+// and the rest emitted: nothing emitted can be the start of a match. The kept suffix starts where
+// a stop string starts (a UTF-8 lead byte), so emitted text never ends inside a character.
+std::string StopMatcher::feed(std::string_view text) {
+  if (done_) return {};
+  if (stops_.empty()) return std::string(text);
+  held_.append(text);
   size_t best = std::string::npos;
-  for (size_t i = 0; i < stop_.size(); ++i) {
-    size_t at = held_.find(stop_[i]);
-    if (at != std::string::npos && at < best) {
-      best = at;
-      stop_index_ = int(i);
+  for (const std::string& s : stops_) {
+    size_t p = held_.find(s);
+    if (p < best) {
+      best = p;
+      matched_ = s;
     }
   }
   if (best != std::string::npos) {
+    done_ = true;
     std::string out = held_.substr(0, best);
     held_.clear();
     return out;
   }
-  // Keep the longest suffix of held_ that is a proper prefix of some stop string.
   size_t keep = 0;
-  for (const std::string& s : stop_)
-    for (size_t k = std::min(s.size() - 1, held_.size()); k > keep; --k)
-      if (held_.compare(held_.size() - k, k, s, 0, k) == 0) {
-        keep = k;
+  for (const std::string& s : stops_) {
+    size_t max_len = std::min(s.size() - 1, held_.size());
+    for (size_t len = max_len; len > keep; --len)
+      if (held_.compare(held_.size() - len, len, s, 0, len) == 0) {
+        keep = len;
         break;
       }
+  }
   std::string out = held_.substr(0, held_.size() - keep);
   held_.erase(0, held_.size() - keep);
   return out;
 }
 
-std::string TextStream::push(int32_t id) { return release(decoder_.push(id)); }
+std::string StopMatcher::flush() {
+  std::string out = done_ ? std::string() : std::move(held_);
+  held_.clear();
+  return out;
+}
 
 std::string TextStream::finish() {
-  std::string out = release(decoder_.flush());
-  if (!stopped()) {
-    out += held_;
-    held_.clear();
-  }
-  return out;
+  if (matcher_.done()) return {};
+  std::string out = matcher_.feed(decoder_.flush());
+  return out + matcher_.flush();
 }
 
 }  // namespace pensieve

@@ -4,51 +4,8 @@
 
 namespace pensieve::server {
 
-// held_ = text not yet emitted. A stop string found in it ends generation. Otherwise the longest
-// suffix of held_ that is a proper prefix of some stop string is kept back and the rest emitted.
-// Nothing emitted can be the start of a match: every position before the kept suffix starts
-// neither a full stop string nor a prefix of one. The kept suffix starts where a stop string
-// starts (a UTF-8 lead byte), so emitted text never ends inside a character.
-std::string StopMatcher::feed(std::string_view text) {
-  if (done_) return {};
-  if (stops_.empty()) return std::string(text);
-  held_.append(text);
-  size_t best = std::string::npos;
-  for (const std::string& s : stops_) {
-    size_t p = held_.find(s);
-    if (p < best) {
-      best = p;
-      matched_ = s;
-    }
-  }
-  if (best != std::string::npos) {
-    done_ = true;
-    std::string out = held_.substr(0, best);
-    held_.clear();
-    return out;
-  }
-  size_t keep = 0;
-  for (const std::string& s : stops_) {
-    size_t max_len = std::min(s.size() - 1, held_.size());
-    for (size_t len = max_len; len > keep; --len)
-      if (held_.compare(held_.size() - len, len, s, 0, len) == 0) {
-        keep = len;
-        break;
-      }
-  }
-  std::string out = held_.substr(0, held_.size() - keep);
-  held_.erase(0, held_.size() - keep);
-  return out;
-}
-
-std::string StopMatcher::flush() {
-  std::string out = done_ ? std::string() : std::move(held_);
-  held_.clear();
-  return out;
-}
-
 Generation::Generation(const Tokenizer& tok, std::vector<std::string> stops, Metrics* metrics)
-    : metrics_(metrics), decoder_(tok, /*skip_special=*/true), matcher_(std::move(stops)) {}
+    : metrics_(metrics), stream_(tok, std::move(stops), /*skip_special=*/true) {}
 
 Request Generation::make_request(const std::shared_ptr<Generation>& g, std::vector<int32_t> prompt,
                                  const SamplingParams& sampling, int64_t max_tokens,
@@ -74,22 +31,18 @@ void Generation::on_start(int64_t cached) {
 bool Generation::on_token(int32_t id) {
   // Decoder and matcher belong to the engine thread; only the result is shared.
   if (metrics_) metrics_->token();
-  std::string text = matcher_.feed(decoder_.push(id));
+  std::string text = stream_.push(id);
   std::lock_guard<std::mutex> lock(mu_);
   if (!text.empty()) {
     pending_ += text;
     all_text_ += text;
     cv_.notify_all();
   }
-  return !matcher_.done() && !abandoned_;
+  return !stream_.stopped() && !abandoned_;
 }
 
 void Generation::on_finish(const Finish& f) {
-  std::string text;
-  if (!matcher_.done()) {
-    text = matcher_.feed(decoder_.flush());
-    text += matcher_.flush();
-  }
+  std::string text = stream_.finish();
   std::lock_guard<std::mutex> lock(mu_);
   pending_ += text;
   all_text_ += text;
@@ -123,14 +76,14 @@ int64_t Generation::cached_tokens() const {
 }
 
 StopReason Generation::stop_reason() const {
-  if (!matcher_.matched().empty()) return StopReason::stop_sequence;
+  if (!stream_.stop_string().empty()) return StopReason::stop_sequence;
   if (finish_.reason == FinishReason::stop_token) return StopReason::end_turn;
   return StopReason::max_tokens;
 }
 
 bool Generation::failed() const {
   if (finish_.reason == FinishReason::error || finish_.reason == FinishReason::cancelled) return true;
-  return finish_.reason == FinishReason::callback && matcher_.matched().empty();
+  return finish_.reason == FinishReason::callback && stream_.stop_string().empty();
 }
 
 }  // namespace pensieve::server

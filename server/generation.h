@@ -19,30 +19,11 @@
 #include <vector>
 
 #include "models/engine.h"
+#include "models/text_stream.h"
 #include "models/tokenizer/tokenizer.h"
 #include "server/metrics.h"
 
 namespace pensieve::server {
-
-// Stop strings across token boundaries: text that might be the start of a stop string is held
-// back until it is known not to be one.
-class StopMatcher {
- public:
-  explicit StopMatcher(std::vector<std::string> stops) : stops_(std::move(stops)) {}
-  // Feeds decoded text; returns the text that is safe to emit. After a match, matched() is the
-  // stop string and the returned text ends right before it; later feeds return nothing.
-  std::string feed(std::string_view text);
-  // End of generation: the held-back text (empty after a match).
-  std::string flush();
-  const std::string& matched() const { return matched_; }
-  bool done() const { return done_; }
-
- private:
-  std::vector<std::string> stops_;
-  std::string held_;
-  std::string matched_;
-  bool done_ = false;
-};
 
 enum class StopReason { end_turn, max_tokens, stop_sequence };
 
@@ -70,7 +51,7 @@ class Generation {
   // Valid once started / done (read them after wait() reported it).
   int64_t cached_tokens() const;
   const Finish& finish() const { return finish_; }
-  const std::string& stop_sequence() const { return matcher_.matched(); }
+  const std::string& stop_sequence() const { return stream_.stop_string(); }
   StopReason stop_reason() const;
   bool failed() const;  // error or cancelled (not by a stop string); see finish().error
   // All text produced (kept for non-streaming responses).
@@ -82,8 +63,7 @@ class Generation {
   void on_finish(const Finish& f);
 
   Metrics* metrics_;
-  StreamDecoder decoder_;
-  StopMatcher matcher_;
+  TextStream stream_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::string pending_;          // guarded by mu_: final text not yet taken by wait()

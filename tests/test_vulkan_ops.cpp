@@ -304,7 +304,7 @@ void check_attention(OpsBackend& b, const AttnCase& c, uint32_t seed) {
   auto q = randn(rng, size_t(n_rows * p.q_stride));
   std::vector<float> want(size_t(n_rows * p.out_stride), -7.0f), got = want;
   for (const AttnSeq& s : seqs)
-    for (int h = 0; h < c.n_heads; ++h) attention_ref(want.data(), q.data(), s, kv, p, h, 0, s.n_q);
+    attention_ref(want.data(), q.data(), s, kv, p, 0, c.n_kv_heads, 0, s.n_q);  // every kv head's group
   ASSERT_TRUE(b.attention(got.data(), q.data(), seqs.data(), int(seqs.size()), kv, p, n_rows, n_blocks));
   // Softmax-weighted averages of O(1) values: exp and the summation order differ from the
   // reference by a few ulp per term. The padding between rows (-7) must stay untouched.

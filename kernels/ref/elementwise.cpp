@@ -9,9 +9,7 @@ namespace pensieve {
 void silu_mul_ref(float* out, const float* gu, int64_t ffn, int64_t t0, int64_t t1) {
   for (int64_t t = t0; t < t1; ++t) {
     const float* g = gu + t * 2 * ffn;
-    const float* u = g + ffn;
-    float* o = out + t * ffn;
-    for (int64_t i = 0; i < ffn; ++i) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+    silu_mul_range_ref(out + t * ffn, g, g + ffn, 0, ffn);
   }
 }
 
@@ -29,6 +27,10 @@ void f32_to_f16_ref(uint16_t* dst, const float* src, int64_t i0, int64_t i1) {
 
 void bf16_to_f32_ref(float* dst, const uint16_t* src, int64_t i0, int64_t i1) {
   for (int64_t i = i0; i < i1; ++i) dst[i] = bf16_to_f32(src[i]);
+}
+
+void f32_to_bf16_ref(uint16_t* dst, const float* src, int64_t i0, int64_t i1) {
+  for (int64_t i = i0; i < i1; ++i) dst[i] = f32_to_bf16(src[i]);
 }
 
 }  // namespace pensieve

@@ -9,10 +9,8 @@ void rmsnorm_ref(float* y, const float* x, const float* w, int64_t dim, float ep
   for (int64_t r = r0; r < r1; ++r) {
     const float* xr = x + r * dim;
     float* yr = y + r * dim;
-    float ss = 0;
-    for (int64_t i = 0; i < dim; ++i) ss += xr[i] * xr[i];
-    float inv = 1.0f / std::sqrt(ss / float(dim) + eps);
-    for (int64_t i = 0; i < dim; ++i) yr[i] = xr[i] * inv * w[i];
+    float inv = 1.0f / std::sqrt(sum_squares_ref(xr, 0, dim) / float(dim) + eps);
+    rmsnorm_scale_ref(yr, xr, w, inv, 0, dim);
   }
 }
 

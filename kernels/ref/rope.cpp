@@ -13,12 +13,7 @@ void rope_ref(float* x, int64_t stride, int n_heads, int head_dim, int rot_dim, 
     const float* c = cos + t * half;
     const float* s = sin + t * half;
     for (int h = 0; h < n_heads; ++h) {
-      float* v = x + t * stride + int64_t(h) * head_dim;
-      for (int i = 0; i < half; ++i) {
-        float a = v[i], b = v[i + half];
-        v[i] = a * c[i] - b * s[i];
-        v[i + half] = b * c[i] + a * s[i];
-      }
+      rope_pairs_ref(x + t * stride + int64_t(h) * head_dim, c, s, half, 0, half);
     }
   }
 }

@@ -1,0 +1,35 @@
+// Scalar helpers for the ISA kernel files (x86/*_avx2.cpp, arm/*_neon.cpp, ...), included only
+// through their simd_*.h headers. Everything has internal linkage: an ISA file must not call a
+// shared header's inline function or a std:: template (std::min, std::copy, WeightMatrix's
+// accessors), because where the compiler does not inline it (debug builds) it emits a weak copy
+// compiled with the ISA's flags, and the linker may then use that copy from baseline code on a
+// CPU without the ISA. tests/check_isa_symbols.cmake checks the objects for such copies.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/kernels.h"
+
+// For the per-chunk helpers of the SIMD tiles: left to itself GCC may call them out of line,
+// passing the accumulator arrays through memory.
+#define PENSIEVE_INLINE inline __attribute__((always_inline))
+
+namespace pensieve {
+namespace {
+
+inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
+inline float fmax_(float a, float b) { return a > b ? a : b; }
+inline float sqrt_(float x) { return __builtin_sqrtf(x); }
+constexpr float kInf = __builtin_inff();
+
+// WeightMatrix's accessors, restated here for the reason above.
+inline int64_t groups_per_row(const WeightMatrix& w) { return w.cols / w.group_size; }
+inline const uint8_t* row_bytes(const WeightMatrix& w, int64_t r) {
+  return static_cast<const uint8_t*>(w.data) + r * (w.cols * (w.dtype == DType::q4 ? 4 : 8) / 8);
+}
+inline const uint32_t* row_words(const WeightMatrix& w, int64_t r) { return reinterpret_cast<const uint32_t*>(row_bytes(w, r)); }
+inline int scalar_bytes(DType t) { return t == DType::f32 ? 4 : 2; }  // f32 / f16 / bf16
+
+}  // namespace
+}  // namespace pensieve

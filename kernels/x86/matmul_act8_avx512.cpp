@@ -1,0 +1,323 @@
+// Quantized W (q4 / q8) × int8 activations, the "fast" precision, AVX-512 VNNI (vpdpbusd:
+// unsigned weight bytes × signed activation bytes, 4 products summed into each int32 lane).
+//
+// Lanes, q4, slabs of 512 values (16 activation blocks of 32, 256 bytes of a row). A block is
+// 4 words, word m holding its values 8m..8m+7 (value 2j+h in nibble h of byte j). Four 64-byte
+// loads Z_k hold words 16k..16k+15; a 4 x 4 transpose of 32-bit elements inside each 128-bit
+// lane (8 unpacks) gives W_m with lane p = 4L + k holding word m of block b(p) = 4k + L. AND
+// 0x0F / shift-and-AND split W_m into the even / odd values of those words. quantize_act stores
+// each slab of x as 8 sections (m, h) of 64 bytes, lane p of section (m, h) holding values
+// 8m + 2j + h (j = 0..3) of block b(p). Then 8 vpdpbusd leave in lane p the whole int32 dot
+// product of block b(p): one convert and one FMA per 512 values and output, not per 128.
+// Values past the last whole slab go in chunks of 128: a 64-byte load split into even / odd
+// values, x stored as the chunk's 64 even values then its 64 odd ones, two vpdpbusd giving
+// lane i = values 8i..8i+7 (a last chunk of m < 128 values: m/2 bytes per half, masked).
+// q8: weights are bytes already (value p = byte p); x stays in natural order, chunks of 64
+// values, lane i = values 4i..4i+3.
+// Either way a lane lies inside one activation block (32 values) and one weight group, so
+// per output and chunk: acc += cvt(isum) ⊙ (scale lanes ⊙ d lanes), and at the end
+// y = Σ lanes of (acc + Σ_g bias_g · gsum_g). The sequence per output is fixed, whatever tile
+// (and so whatever batch or row split) computes it.
+#include "kernels/x86/simd_avx512.h"
+#include "kernels/x86/x86.h"
+
+namespace pensieve {
+namespace {
+
+// Tile: 1 row x 8 tokens. A q4 slab row decodes to 8 vectors, so 8 accumulators + 8 int32
+// sums + 8 weights fill the 32 registers; measured on Zen 5 (CPU time, L1/L2-resident data),
+// 1x8 ~220 GMAC/s per core vs 2x4 ~195, 2x6 ~200 and 1x6 ~215.
+constexpr int kRows = 1, kTokens = 8;
+// Rows are contiguous, so the weights of a call are one stream: each load is prefetched 16 KiB
+// ahead (measured, 1 thread: 8–32 rows of 3072 q4 values ahead were ~20% faster than 1 row, and
+// alike among themselves; no prefetch was ~2x slower).
+constexpr int64_t kPrefetchBytes = 16 * 1024;
+// Activation bytes of a token tile that stay in the 48 KiB L1 next to the streamed weights.
+constexpr int64_t kL1Act = 32 * 1024;
+
+inline __mmask64 first_bytes(int64_t n) { return n >= 64 ? ~__mmask64(0) : (__mmask64(1) << n) - 1; }
+
+struct Lanes {
+  int64_t groups;     // weight groups per row
+  int group;          // group size
+  int gshift;         // log2(group size): shifts, not divisions, in the chunk loop
+  int64_t blocks;     // activation blocks per row
+  __m512i group_idx;  // lane -> weight group within the chunk
+  __m512i block_idx;  // lane -> activation block within the chunk
+  // q4 slabs: lane p holds block 4·(p % 4) + p / 4 of the slab.
+  __m512i slab_block_idx;  // lane -> activation block within the slab
+  __m512i slab_group_idx;  // lane -> weight group within the slab
+  __mmask16 slab_group_mask;  // the slab's groups (512 / group size)
+};
+
+// Sums one chunk (P values, or the last m < P) of R rows against T tokens into acc.
+// Full chunks use plain loads; the last one masks (the values read are the same either way).
+template <int Bits, DType S, int R, int T, bool Last>
+PENSIEVE_INLINE void chunk(__m512 (&acc)[R][T], const uint8_t* w0, int64_t wstride, const void* scales, int64_t sstride,
+                  const int8_t* x0, const float* d0, int64_t xstride, int64_t dstride, int m, const Lanes& ln) {
+  constexpr int P = Bits == 4 ? 128 : 64;
+  const int bytes = Last ? (Bits == 4 ? m / 2 : m) : (Bits == 4 ? P / 2 : P);  // per weight load
+  const __mmask64 bm = Last ? first_bytes(bytes) : ~__mmask64(0);
+  const __mmask16 gm = first_lanes16(imax(1, (Last ? m : P) >> ln.gshift));
+  const __mmask16 dm = first_lanes16((Last ? m : P) / kActBlock);
+  const __m512i nib = _mm512_set1_epi8(0x0f);
+  __m512i lo[R], hi[R];
+  alignas(64) float s[R][16];  // scale lanes, read back as memory operands (registers go to acc)
+  PENSIEVE_UNROLL
+  for (int r = 0; r < R; ++r) {
+    const uint8_t* wr = w0 + r * wstride;
+    _mm_prefetch(reinterpret_cast<const char*>(wr + kPrefetchBytes), _MM_HINT_T0);
+    const __m512i v = Last ? _mm512_maskz_loadu_epi8(bm, wr) : _mm512_loadu_si512(wr);
+    if constexpr (Bits == 4) {
+      lo[r] = _mm512_and_si512(v, nib);
+      hi[r] = _mm512_and_si512(_mm512_srli_epi16(v, 4), nib);
+    } else {
+      lo[r] = v;
+    }
+    _mm512_store_ps(s[r], _mm512_permutexvar_ps(ln.group_idx, load_scalars<S>(scales, r * sstride, gm)));
+  }
+  PENSIEVE_UNROLL
+  for (int t = 0; t < T; ++t) {
+    const int8_t* xq = x0 + t * xstride;
+    const __m512 d = _mm512_permutexvar_ps(ln.block_idx, _mm512_maskz_loadu_ps(dm, d0 + t * dstride));
+    const __m512i xlo = Last ? _mm512_maskz_loadu_epi8(bm, xq) : _mm512_loadu_si512(xq);
+    __m512i xhi = xlo;
+    if constexpr (Bits == 4) xhi = Last ? _mm512_maskz_loadu_epi8(bm, xq + bytes) : _mm512_loadu_si512(xq + bytes);
+    PENSIEVE_UNROLL
+    for (int r = 0; r < R; ++r) {
+      __m512i isum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo[r], xlo);
+      if constexpr (Bits == 4) isum = _mm512_dpbusd_epi32(isum, hi[r], xhi);
+      acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(_mm512_load_ps(s[r]), d), acc[r][t]);
+    }
+  }
+}
+
+// One 512-value slab of R consecutive q4 rows against T tokens (see the top comment).
+template <DType S, int R, int T>
+PENSIEVE_INLINE void slab(__m512 (&acc)[R][T], const uint8_t* w0, int64_t wstride, const void* scales, int64_t sstride,
+                          const int8_t* x0, const float* d0, int64_t xstride, int64_t dstride, const Lanes& ln) {
+  const __m512i nib = _mm512_set1_epi8(0x0f);
+  __m512i lo[R][4], hi[R][4];
+  __m512 s[R];
+  PENSIEVE_UNROLL
+  for (int r = 0; r < R; ++r) {
+    const uint8_t* wr = w0 + r * wstride;
+    __m512i z[4];
+    PENSIEVE_UNROLL
+    for (int k = 0; k < 4; ++k) {
+      _mm_prefetch(reinterpret_cast<const char*>(wr + kPrefetchBytes + 64 * k), _MM_HINT_T0);
+      z[k] = _mm512_loadu_si512(wr + 64 * k);
+    }
+    const __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
+    const __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
+    const __m512i wm[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2), _mm512_unpacklo_epi64(t1, t3),
+                           _mm512_unpackhi_epi64(t1, t3)};
+    PENSIEVE_UNROLL
+    for (int m = 0; m < 4; ++m) {
+      lo[r][m] = _mm512_and_si512(wm[m], nib);
+      hi[r][m] = _mm512_and_si512(_mm512_srli_epi16(wm[m], 4), nib);
+    }
+    s[r] = _mm512_permutexvar_ps(ln.slab_group_idx, load_scalars<S>(scales, r * sstride, ln.slab_group_mask));
+  }
+  // Integer sums are exact, so the order of the 8 vpdpbusd per output is free: sections outer,
+  // outputs inner keeps R·T independent chains in flight instead of one chain of 8 at a time.
+  __m512i isum[R][T];
+  PENSIEVE_UNROLL
+  for (int r = 0; r < R; ++r)
+    PENSIEVE_UNROLL
+    for (int t = 0; t < T; ++t) isum[r][t] = _mm512_setzero_si512();
+  PENSIEVE_UNROLL
+  for (int m = 0; m < 4; ++m) {
+    PENSIEVE_UNROLL
+    for (int t = 0; t < T; ++t) {
+      const int8_t* xq = x0 + t * xstride + 128 * m;
+      const __m512i xlo = _mm512_loadu_si512(xq), xhi = _mm512_loadu_si512(xq + 64);
+      PENSIEVE_UNROLL
+      for (int r = 0; r < R; ++r) {
+        isum[r][t] = _mm512_dpbusd_epi32(isum[r][t], lo[r][m], xlo);
+        isum[r][t] = _mm512_dpbusd_epi32(isum[r][t], hi[r][m], xhi);
+      }
+    }
+  }
+  PENSIEVE_UNROLL
+  for (int t = 0; t < T; ++t) {
+    const __m512 d = _mm512_permutexvar_ps(ln.slab_block_idx, _mm512_loadu_ps(d0 + t * dstride));
+    PENSIEVE_UNROLL
+    for (int r = 0; r < R; ++r)
+      acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][t]), _mm512_mul_ps(s[r], d), acc[r][t]);
+  }
+}
+
+// Outputs y[t0 + t, r0 + r] for t < T, r < R.
+template <int Bits, DType S, int R, int T>
+void tile(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, int64_t r0, int64_t t0, const Lanes& ln) {
+  constexpr int P = Bits == 4 ? 128 : 64;  // values per chunk
+  const int64_t cols = w.cols;
+  __m512 acc[R][T];
+  PENSIEVE_UNROLL
+  for (int r = 0; r < R; ++r)
+    PENSIEVE_UNROLL
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
+  // Rows of a tile are consecutive in memory: one pointer and a stride.
+  const int64_t wstride = cols * Bits / 8, sstride = ln.groups;
+  const uint8_t* w0 = reinterpret_cast<const uint8_t*>(row_words(w, r0));
+  const int64_t slabs = Bits == 4 ? cols / 512 * 512 : 0, full = cols / P * P;
+  for (int64_t c0 = 0; c0 < slabs; c0 += 512)
+    slab<S, R, T>(acc, w0 + c0 / 2, wstride, scalars_at<S>(w.scales, r0 * ln.groups + (c0 >> ln.gshift)), sstride,
+                  a.q + t0 * cols + c0, a.d + t0 * ln.blocks + c0 / kActBlock, cols, ln.blocks, ln);
+  for (int64_t c0 = slabs; c0 < full; c0 += P)
+    chunk<Bits, S, R, T, false>(acc, w0 + c0 * Bits / 8, wstride, scalars_at<S>(w.scales, r0 * ln.groups + (c0 >> ln.gshift)),
+                                sstride, a.q + t0 * cols + c0, a.d + t0 * ln.blocks + c0 / kActBlock, cols, ln.blocks, P, ln);
+  if (full < cols)
+    chunk<Bits, S, R, T, true>(acc, w0 + full * Bits / 8, wstride, scalars_at<S>(w.scales, r0 * ln.groups + (full >> ln.gshift)),
+                               sstride, a.q + t0 * cols + full, a.d + t0 * ln.blocks + full / kActBlock, cols, ln.blocks,
+                               int(cols - full), ln);
+  PENSIEVE_UNROLL
+  for (int r = 0; r < R; ++r) {
+    PENSIEVE_UNROLL
+    for (int t = 0; t < T; ++t) {
+      __m512 bacc = _mm512_setzero_ps();
+      const float* gs = a.gsum + (t0 + t) * ln.groups;
+      for (int64_t k = 0; k < ln.groups; k += 16) {
+        const __mmask16 km = first_lanes16(ln.groups - k);
+        bacc = _mm512_fmadd_ps(load_scalars<S>(w.biases, (r0 + r) * ln.groups + k, km), _mm512_maskz_loadu_ps(km, gs + k), bacc);
+      }
+      y[(t0 + t) * ldy + r0 + r] = hsum(_mm512_add_ps(acc[r][t], bacc));
+    }
+  }
+}
+
+template <int Bits, DType S, int R, int T>
+void tile_at(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, int64_t r, int64_t r1, int64_t t0,
+             const Lanes& ln) {
+  if (r + R <= r1) {
+    tile<Bits, S, R, T>(y, ldy, a, w, r, t0, ln);
+  } else {  // the last rows one by one: each output's arithmetic does not depend on R
+    for (; r < r1; ++r) tile<Bits, S, 1, T>(y, ldy, a, w, r, t0, ln);
+  }
+}
+
+template <int Bits, DType S>
+void matmul_impl(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, int64_t r0, int64_t r1) {
+  constexpr int V = Bits == 4 ? 8 : 4;  // values per int32 lane
+  Lanes ln;
+  ln.groups = groups_per_row(w);
+  ln.group = w.group_size;
+  ln.gshift = __builtin_ctz(unsigned(w.group_size));
+  ln.blocks = w.cols / kActBlock;
+  alignas(64) int32_t gi[16], bi[16];
+  for (int i = 0; i < 16; ++i) {
+    gi[i] = V * i / ln.group;
+    bi[i] = V * i / kActBlock;
+  }
+  ln.group_idx = _mm512_load_si512(gi);
+  ln.block_idx = _mm512_load_si512(bi);
+  alignas(64) int32_t sb[16], sg[16];
+  for (int p = 0; p < 16; ++p) {
+    sb[p] = 4 * (p % 4) + p / 4;
+    sg[p] = sb[p] * kActBlock / ln.group;
+  }
+  ln.slab_block_idx = _mm512_load_si512(sb);
+  ln.slab_group_idx = _mm512_load_si512(sg);
+  ln.slab_group_mask = first_lanes16(512 / ln.group);
+  // Token tiles outer, rows inner: a tile's activations (T x cols bytes, 24 KiB for 8 x 3072)
+  // stay in L1 while the call's rows (<= 256 by ops::matmul, ~400 KiB) stream from L2 once per
+  // tile. (Rows outer re-read every token of the block from L2 for each row: L2-bound.)
+  constexpr int R = kRows, T = kTokens;
+  int64_t t = 0;
+  if (w.cols * T <= kL1Act) {
+    for (; t + T <= a.n; t += T)
+      for (int64_t r = r0; r < r1; r += R) tile_at<Bits, S, R, T>(y, ldy, a, w, r, r1, t, ln);
+  } else {  // long rows (down_proj's 8192): half the tokens per tile, so they still fit L1
+    for (; t + T / 2 <= a.n; t += T / 2)
+      for (int64_t r = r0; r < r1; r += R) tile_at<Bits, S, R, T / 2>(y, ldy, a, w, r, r1, t, ln);
+  }
+  const int64_t rest = a.n - t;
+  for (int64_t r = r0; r < r1 && rest > 0; r += R) {
+    switch (rest) {
+      case 7: if constexpr (T > 7) tile_at<Bits, S, R, 7>(y, ldy, a, w, r, r1, t, ln); break;
+      case 6: if constexpr (T > 6) tile_at<Bits, S, R, 6>(y, ldy, a, w, r, r1, t, ln); break;
+      case 5: if constexpr (T > 5) tile_at<Bits, S, R, 5>(y, ldy, a, w, r, r1, t, ln); break;
+      case 4: if constexpr (T > 4) tile_at<Bits, S, R, 4>(y, ldy, a, w, r, r1, t, ln); break;
+      case 3: if constexpr (T > 3) tile_at<Bits, S, R, 3>(y, ldy, a, w, r, r1, t, ln); break;
+      case 2: tile_at<Bits, S, R, 2>(y, ldy, a, w, r, r1, t, ln); break;
+      default: tile_at<Bits, S, R, 1>(y, ldy, a, w, r, r1, t, ln); break;
+    }
+  }
+}
+
+// One block of 32 values: d, id = 1/d, q = x·id rounded half to even (the MXCSR default, as
+// the reference's nearbyint/lrint), returned as two int32 vectors (values 0..15, 16..31).
+inline float quantize_block(const float* x, __m512i& q0, __m512i& q1) {
+  const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+  const float amax = hmax(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+  const float d = amax / 127.0f;
+  const __m512 id = _mm512_set1_ps(d != 0 ? 1.0f / d : 0.0f);
+  q0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, id));
+  q1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, id));
+  return d;
+}
+
+template <int Bits>
+void quantize_impl(ActQ8& a, const float* x, int64_t ldx, int64_t t0, int64_t t1) {
+  constexpr int P = Bits == 4 ? 128 : 64;
+  const int64_t cols = a.cols, blocks = cols / kActBlock, groups = cols / a.group_size;
+  const int bpg = a.group_size / kActBlock;
+  // Even / odd int32 lanes of a pair of vectors (q4's two halves).
+  const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  for (int64_t t = t0; t < t1; ++t) {
+    const float* xs = x + t * ldx;
+    int8_t* qd = a.q + t * cols;
+    float gsum = 0;
+    for (int64_t b = 0; b < blocks; ++b) {
+      __m512i q0, q1;
+      const float d = quantize_block(xs + b * kActBlock, q0, q1);
+      a.d[t * blocks + b] = d;
+      gsum += d * float(_mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1)));
+      if ((b + 1) % bpg == 0) {
+        a.gsum[t * groups + b / bpg] = gsum;
+        gsum = 0;
+      }
+      const int64_t c = b * kActBlock, c0 = c / P * P;
+      if (Bits == 4 && c < cols / 512 * 512) {
+        // Slab layout: section (m, h) at 128m + 64h of the slab, this block at lane p = 4·(b % 4) + b / 4
+        // of it (b within the slab), values 8m + 2j + h at bytes 4p + j.
+        const int64_t s0 = c / 512 * 512, bs = (c - s0) / kActBlock, p = 4 * (bs % 4) + bs / 4;
+        alignas(16) int8_t ev[16], od[16];  // even / odd values of the block, in order
+        _mm_store_si128(reinterpret_cast<__m128i*>(ev), _mm512_cvtsepi32_epi8(_mm512_permutex2var_epi32(q0, even, q1)));
+        _mm_store_si128(reinterpret_cast<__m128i*>(od), _mm512_cvtsepi32_epi8(_mm512_permutex2var_epi32(q0, odd, q1)));
+        for (int m = 0; m < 4; ++m) {
+          __builtin_memcpy(qd + s0 + 128 * m + 4 * p, ev + 4 * m, 4);
+          __builtin_memcpy(qd + s0 + 128 * m + 64 + 4 * p, od + 4 * m, 4);
+        }
+      } else if constexpr (Bits == 4) {
+        const int64_t half = imin(P, cols - c0) / 2;
+        const int64_t k = (c - c0) / 2;  // position of this block's first even value in its half
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(qd + c0 + k), _mm512_cvtsepi32_epi8(_mm512_permutex2var_epi32(q0, even, q1)));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(qd + c0 + half + k), _mm512_cvtsepi32_epi8(_mm512_permutex2var_epi32(q0, odd, q1)));
+      } else {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(qd + c), _mm512_cvtsepi32_epi8(q0));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(qd + c + 16), _mm512_cvtsepi32_epi8(q1));
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void quantize_act_avx512(ActQ8& a, const float* x, int64_t ldx, int64_t t0, int64_t t1) {
+  if (a.bits == 4) quantize_impl<4>(a, x, ldx, t0, t1);
+  else quantize_impl<8>(a, x, ldx, t0, t1);
+}
+
+void matmul_act8_avx512(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, int64_t r0, int64_t r1) {
+  const bool q4 = w.dtype == DType::q4;
+  switch (w.scale_dtype) {
+    case DType::f16: return q4 ? matmul_impl<4, DType::f16>(y, ldy, a, w, r0, r1) : matmul_impl<8, DType::f16>(y, ldy, a, w, r0, r1);
+    case DType::bf16: return q4 ? matmul_impl<4, DType::bf16>(y, ldy, a, w, r0, r1) : matmul_impl<8, DType::bf16>(y, ldy, a, w, r0, r1);
+    default: return q4 ? matmul_impl<4, DType::f32>(y, ldy, a, w, r0, r1) : matmul_impl<8, DType::f32>(y, ldy, a, w, r0, r1);
+  }
+}
+
+}  // namespace pensieve

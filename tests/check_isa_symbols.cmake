@@ -1,0 +1,25 @@
+# Fails if an ISA object file (x86/*_avx2.cpp.o, arm/*_neon.cpp.o, ...) defines a weak symbol:
+# an inline function or template instance compiled with ISA flags that the linker could pick
+# for baseline code too (kernels/isa_helpers.h explains). Run by ctest with
+#   -DNM=<nm> -DOBJECTS=<objects of pensieve_kernels, joined with |>
+string(REPLACE "|" ";" objects "${OBJECTS}")
+set(checked 0)
+foreach(obj ${objects})
+  if(NOT obj MATCHES "_(avx2|avx512|neon|dotprod)\\.cpp\\.o(bj)?$")
+    continue()
+  endif()
+  math(EXPR checked "${checked} + 1")
+  execute_process(COMMAND ${NM} --defined-only ${obj} OUTPUT_VARIABLE syms RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "${NM} failed on ${obj}")
+  endif()
+  string(REGEX MATCHALL "[^\n]* [WVu] [^\n]*" weak "${syms}")
+  if(weak)
+    string(REPLACE ";" "\n  " weak "${weak}")
+    message(FATAL_ERROR "${obj} defines weak symbols (ISA copies of shared inline code):\n  ${weak}")
+  endif()
+endforeach()
+if(checked EQUAL 0)
+  message(FATAL_ERROR "no ISA object files among: ${OBJECTS}")
+endif()
+message(STATUS "${checked} ISA object files define no weak symbols")
