@@ -12,8 +12,9 @@ for f in "$D"/../gl/*.deb; do dpkg -x "$f" /; done
 ldconfig
 export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 export LD_LIBRARY_PATH="$D/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"  # libcpp-httplib (pensieve's server)
-# The tests find their data at the path compiled in (the worktree).
-mkdir -p /work/wt/vkperf && ln -sfn "$REPO/tests" /work/wt/vkperf/tests
+# The tests find their data at the path compiled in (SRC: the checkout the binaries were built in).
+SRC=${SRC:-/work/main}
+if [ "$REPO" != "$SRC" ]; then mkdir -p "$SRC" && ln -sfn "$REPO/tests" "$SRC/tests"; fi
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,memory.used --format=csv > "$OUT/gpu.txt"
 cd "$D"
 step() { local name=$1 t=$2; shift 2; echo "=== $name" >> "$OUT/summary.txt"; ( set -o pipefail; timeout "$t" "$@" > "$OUT/$name.log" 2>&1 ); echo "=== $name rc=$?" >> "$OUT/summary.txt"; }

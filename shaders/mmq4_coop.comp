@@ -8,17 +8,28 @@
 //
 // Tiles. A workgroup of WG = 32 * NW invocations computes BM rows x BN tokens of y; its NW
 // subgroups form a WM x WN grid, subgroup (wm, wn) owning TM = BM / WM rows x TN = BN / WN tokens
-// as (TM/16) x (TN/16) fragments of 16 x 16 (A = W rows, row-major; B = x tokens, column-major;
-// C(m, n) = y[token n, row m]). K advances 32 columns per step:
-//   - invocation i < BM loads row i's 16-byte unit of the step (+ its scale and bias) and
-//     dequantizes it to 32 f16 values in Ws[buf][i][0..31]; the invocations load x in octets (8
-//     floats of one token) and round them to f16 into Xs[buf][token][k];
-//   - double buffering: the global loads of step k+1 are issued into registers before the
-//     fragments of step k are multiplied, and stored to the other buffer afterwards, so one
-//     barrier per step separates writers and readers.
-// Rows of shared tiles are padded to 40 halves (80 bytes: 8 consecutive rows start in 8 different
-// 16-byte bank groups). At the end each subgroup passes its fragments through its own 16 x 16 f32
-// scratch in shared memory so that y is written with bounds checks, contiguous along rows.
+// as FM x FN fragments of 16 x 16 (A = W rows, row-major; B = x tokens, column-major;
+// C(m, n) = y[token n, row m]). The accumulators are named variables (c00 .. c33), never an
+// array: an array of fragments indexed in a loop was placed in local memory (512 bytes per
+// invocation on NVIDIA) and ran the first version of this kernel at a few percent of the tensor
+// cores.
+//
+// Steps. K advances KU units (32 * KU columns) per step:
+//   - invocation i < BM * KU loads one 16-byte unit (row i % BM, unit i / BM) and its scale and
+//     bias; invocations load x in octets (8 floats of one token);
+//   - the registers of step k + 1 are loaded before the fragments of step k are multiplied, and
+//     dequantized / rounded into the (single) shared tile after the next barrier, so each step's
+//     global loads are in flight during the previous step's multiplies.
+// Rows of the shared tiles are KU * 32 halves + 8 of padding (80 or 144 bytes: 8 consecutive rows
+// start in 8 different 16-byte bank groups).
+//
+// Split K (SPLIT > 1, for small grids: batched decode). Grid y is token block * SPLIT + split;
+// split s covers steps [s * steps / SPLIT, (s + 1) * steps / SPLIT). Each workgroup stores its
+// fragments to its slot of the partial buffer P, then counts itself in Cnt[tile]; the last of the
+// SPLIT workgroups of a tile sums the SPLIT partials in split order (the same order whichever
+// arrives last: the result is deterministic) into y and resets the counter for the next dispatch.
+// Without a split each subgroup passes its fragments through its own 16 x 16 f32 scratch in
+// shared memory so that y is written with bounds checks, contiguous along rows.
 #extension GL_GOOGLE_include_directive : require
 #extension GL_NV_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
@@ -34,19 +45,23 @@ layout(constant_id = 3) const uint WM = 2;     // subgroups along rows (NW / WM 
 layout(constant_id = 4) const uint STYPE = 1;
 layout(constant_id = 5) const uint GROUP = 64;
 layout(constant_id = 6) const uint ACC = 0;    // 1: y += result
+layout(constant_id = 7) const uint KU = 2;     // units per row per step (1 or 2); BM * KU <= WG
+layout(constant_id = 8) const uint SPLIT = 1;  // K splits (grid y = token blocks * SPLIT)
 
 #include "quant.glsl"
 
 const uint NW = WG / 32u, WN = NW / WM;
 const uint TM = BM / WM, TN = BN / WN, FM = TM / 16u, FN = TN / 16u;  // FM, FN <= 4 (host-checked)
-const uint SKV = 5u;  // shared row stride in uvec4 (40 halves, 80 bytes)
-const uint XO = (BN * 4u + WG - 1u) / WG;  // x octets (8 floats) per invocation per step, <= 4
+const uint SK = KU * 4u + 1u;                   // shared row stride in uvec4 (8 halves each)
+const uint XO = (BN * 4u * KU + WG - 1u) / WG;  // x octets per invocation per step, <= 4
 
 layout(binding = 0) readonly buffer Wb4 { uvec4 W4[]; };
 layout(binding = 1) readonly buffer Sb { uint S[]; };
 layout(binding = 2) readonly buffer Bb { uint B[]; };
 layout(binding = 3) readonly buffer Xb4 { vec4 X4[]; };
 layout(binding = 4) buffer Yb { float Y[]; };
+layout(binding = 5) coherent buffer Pb { float P[]; };   // SPLIT > 1: partial tiles
+layout(binding = 6) coherent buffer Cb { uint Cnt[]; };  // SPLIT > 1: arrivals per tile
 
 layout(push_constant) uniform Push {
   uint rows, cols, n, ldx, ldy;
@@ -56,32 +71,43 @@ layout(push_constant) uniform Push {
 
 // f16 tiles as uvec4 (8 halves): the cooperative-matrix loads take element offsets and strides in
 // units of the array's element type; the dequantized rows are stored 16 bytes at a time.
-shared uvec4 Ws[2u * BM * SKV];
-shared uvec4 Xs[2u * BN * SKV];
-shared float Cs[NW * 256u];
+shared uvec4 Ws[BM * SK];
+shared uvec4 Xs[BN * SK];
+shared float Cs[SPLIT == 1u ? NW * 256u : 1u];
+shared uint last_arrival;
 
+#define FRAG fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
+#define HFRAG fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
 #define REP4(M) M(0) M(1) M(2) M(3)
+#define REP4X4(M) M(0, 0) M(0, 1) M(0, 2) M(0, 3) M(1, 0) M(1, 1) M(1, 2) M(1, 3) \
+                  M(2, 0) M(2, 1) M(2, 2) M(2, 3) M(3, 0) M(3, 1) M(3, 2) M(3, 3)
 
 void main() {
   const uint tid = gl_LocalInvocationID.x;
   // Row blocks are folded over grid x and z (z * gridX + x) so huge outputs fit a 65535-wide x.
-  const uint row0 = (gl_WorkGroupID.z * gl_NumWorkGroups.x + gl_WorkGroupID.x) * BM, t0 = gl_WorkGroupID.y * BN;
+  const uint rb = gl_WorkGroupID.z * gl_NumWorkGroups.x + gl_WorkGroupID.x;
+  const uint row0 = rb * BM;
   if (row0 >= pc.rows) return;  // uniform
+  const uint tb = gl_WorkGroupID.y / SPLIT, split = gl_WorkGroupID.y % SPLIT;
+  const uint t0 = tb * BN;
   const uint sg = gl_SubgroupID, lane = gl_SubgroupInvocationID;
   const uint wm = sg % WM, wn = sg / WM;
   const uint units = pc.row_words >> 2;
+  const uint steps = units / KU;  // the host keeps units a multiple of KU
+  const uint k_begin = split * steps / SPLIT, k_end = (split + 1u) * steps / SPLIT;
 
-  // This invocation's weight row (invocations < BM) and x octets (token, octet-in-step).
-  const bool wrow = tid < BM;
-  const uint wr = min(row0 + tid, pc.rows - 1u);
+  // This invocation's weight unit (invocations < BM * KU) and x octets (token, octet-in-step).
+  const bool won = tid < BM * KU;
+  const uint wi = tid % BM, wu = tid / BM;
+  const uint wr = min(row0 + wi, pc.rows - 1u);
   uint xt[4], xq[4];
   bool xon[4], xok[4];
 #define XSETUP(i)                                   \
   {                                                 \
     const uint v = tid + i * WG;                    \
-    xon[i] = i < XO && v < BN * 4u;                 \
-    xt[i] = v / 4u;                                 \
-    xq[i] = v % 4u;                                 \
+    xon[i] = i < XO && v < BN * 4u * KU;            \
+    xt[i] = v / (4u * KU);                          \
+    xq[i] = v % (4u * KU);                          \
     xok[i] = xon[i] && t0 + xt[i] < pc.n;           \
   }
   REP4(XSETUP)
@@ -89,82 +115,107 @@ void main() {
   uvec4 wq = uvec4(0u);
   float ws = 0.0, wb = 0.0;
   vec4 xa[4], xb[4];
-  // Global loads of step k (columns 32k .. 32k + 31).
+  // Global loads of step k (columns 32 KU k .. + 32 KU - 1).
 #define XLOAD(i, k)                                                                      \
   if (xon[i]) {                                                                          \
-    const uint xi = ((t0 + xt[i]) * pc.ldx + (k) * 32u) / 4u + 2u * xq[i];               \
+    const uint xi = ((t0 + xt[i]) * pc.ldx + (k) * KU * 32u) / 4u + 2u * xq[i];          \
     xa[i] = xok[i] ? X4[xi] : vec4(0.0);                                                 \
     xb[i] = xok[i] ? X4[xi + 1u] : vec4(0.0);                                            \
   }
 #define LOAD(k)                                                                          \
   {                                                                                      \
-    if (wrow) {                                                                          \
-      wq = W4[wr * units + (k)];                                                         \
-      const uint gi = wr * pc.groups_per_row + ((k) * 32u) / GROUP;                      \
+    if (won) {                                                                           \
+      const uint u = (k) * KU + wu;                                                      \
+      wq = W4[wr * units + u];                                                           \
+      const uint gi = wr * pc.groups_per_row + (u * 32u) / GROUP;                        \
       ws = plane_value(S[plane_word(gi, STYPE)], gi, STYPE);                             \
       wb = plane_value(B[plane_word(gi, STYPE)], gi, STYPE);                             \
     }                                                                                    \
     XLOAD(0, k) XLOAD(1, k) XLOAD(2, k) XLOAD(3, k)                                      \
   }
-  // Dequantize / round the registers into buffer b.
-#define WSTORE(b, j)                                                                     \
+  // Dequantize / round the registers into the shared tiles.
+#define WSTORE(j)                                                                        \
   {                                                                                      \
     vec4 lo, hi;                                                                         \
     q4_unpack(wq[j], lo, hi);                                                            \
     lo = lo * ws + wb;                                                                   \
     hi = hi * ws + wb;                                                                   \
-    Ws[((b) * BM + tid) * SKV + j] = uvec4(packHalf2x16(lo.xy), packHalf2x16(lo.zw),      \
-                                           packHalf2x16(hi.xy), packHalf2x16(hi.zw));     \
+    Ws[wi * SK + wu * 4u + j] = uvec4(packHalf2x16(lo.xy), packHalf2x16(lo.zw),          \
+                                      packHalf2x16(hi.xy), packHalf2x16(hi.zw));         \
   }
-#define XSTORE(i, b)                                                                     \
+#define XSTORE(i)                                                                        \
   if (xon[i])                                                                            \
-    Xs[((b) * BN + xt[i]) * SKV + xq[i]] = uvec4(packHalf2x16(xa[i].xy), packHalf2x16(xa[i].zw), \
-                                                 packHalf2x16(xb[i].xy), packHalf2x16(xb[i].zw));
-#define STORE(b)                                                                         \
+    Xs[xt[i] * SK + xq[i]] = uvec4(packHalf2x16(xa[i].xy), packHalf2x16(xa[i].zw),       \
+                                   packHalf2x16(xb[i].xy), packHalf2x16(xb[i].zw));
+#define STORE()                                                                          \
   {                                                                                      \
-    if (wrow) { WSTORE(b, 0) WSTORE(b, 1) WSTORE(b, 2) WSTORE(b, 3) }                    \
-    XSTORE(0, b) XSTORE(1, b) XSTORE(2, b) XSTORE(3, b)                                  \
+    if (won) { WSTORE(0) WSTORE(1) WSTORE(2) WSTORE(3) }                                 \
+    XSTORE(0) XSTORE(1) XSTORE(2) XSTORE(3)                                              \
   }
 
-  fcoopmatNV<32, gl_ScopeSubgroup, 16, 16> acc[16];  // acc[i * 4 + j], i < FM, j < FN
-  [[unroll]] for (uint i = 0u; i < 16u; ++i) acc[i] = fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>(0.0);
+#define DECL_C(i, j) FRAG c##i##j = FRAG(0.0);
+  REP4X4(DECL_C)
 
-  LOAD(0u)
-  STORE(0u)
-  barrier();
-  for (uint k = 0u; k < units; ++k) {
-    const uint cur = k & 1u;
-    if (k + 1u < units) LOAD(k + 1u)
-    [[unroll]] for (uint kk = 0u; kk < 4u; kk += 2u) {  // two k16 halves of the step, in uvec4
-      fcoopmatNV<16, gl_ScopeSubgroup, 16, 16> a[4], b[4];
-      [[unroll]] for (uint i = 0u; i < 4u; ++i)
-        if (i < FM) coopMatLoadNV(a[i], Ws, (cur * BM + wm * TM + 16u * i) * SKV + kk, SKV, false);
-      [[unroll]] for (uint j = 0u; j < 4u; ++j)
-        if (j < FN) coopMatLoadNV(b[j], Xs, (cur * BN + wn * TN + 16u * j) * SKV + kk, SKV, true);
-      [[unroll]] for (uint i = 0u; i < 4u; ++i)
-        [[unroll]] for (uint j = 0u; j < 4u; ++j)
-          if (i < FM && j < FN) acc[i * 4u + j] = coopMatMulAddNV(a[i], b[j], acc[i * 4u + j]);
-    }
-    if (k + 1u < units) STORE(cur ^ 1u)
+  if (k_begin < k_end) LOAD(k_begin)
+  for (uint k = k_begin; k < k_end; ++k) {
+    STORE()
     barrier();
+    if (k + 1u < k_end) LOAD(k + 1u)
+    [[unroll]] for (uint kk = 0u; kk < KU * 4u; kk += 2u) {  // the k16 slices of the step, in uvec4
+      HFRAG a0, a1, a2, a3, b0, b1, b2, b3;
+#define LOAD_A(i) if (FM > i) coopMatLoadNV(a##i, Ws, (wm * TM + 16u * i) * SK + kk, SK, false);
+#define LOAD_B(j) if (FN > j) coopMatLoadNV(b##j, Xs, (wn * TN + 16u * j) * SK + kk, SK, true);
+      REP4(LOAD_A)
+      REP4(LOAD_B)
+#define MMA(i, j) if (FM > i && FN > j) c##i##j = coopMatMulAddNV(a##i, b##j, c##i##j);
+      REP4X4(MMA)
+    }
+    barrier();  // the tiles are rewritten by the next step
   }
 
-  // Fragment (i, j): C(m, n) = y[token t0 + wn*TN + 16j + n, row row0 + wm*TM + 16i + m], through
-  // this subgroup's scratch (column-major: element (m, n) at n * 16 + m).
-  [[unroll]] for (uint i = 0u; i < 4u; ++i)
-    [[unroll]] for (uint j = 0u; j < 4u; ++j) {
-      if (i >= FM || j >= FN) continue;
-      coopMatStoreNV(acc[i * 4u + j], Cs, sg * 256u, 16u, true);
-      subgroupMemoryBarrierShared();
-      subgroupBarrier();
-      for (uint e = lane; e < 256u; e += 32u) {
-        const uint r = row0 + wm * TM + 16u * i + e % 16u, t = t0 + wn * TN + 16u * j + e / 16u;
-        if (r < pc.rows && t < pc.n) {
-          const float v = Cs[sg * 256u + e];
-          const uint yi = t * pc.ldy + r;
-          Y[yi] = ACC == 1u ? Y[yi] + v : v;
-        }
-      }
-      subgroupBarrier();
+  if (SPLIT == 1u) {
+    // Fragment (i, j): C(m, n) = y[token t0 + wn*TN + 16j + n, row row0 + wm*TM + 16i + m], through
+    // this subgroup's scratch (column-major: element (m, n) at n * 16 + m).
+#define PUT(i, j)                                                                            \
+    if (FM > i && FN > j) {                                                                  \
+      coopMatStoreNV(c##i##j, Cs, sg * 256u, 16u, true);                                     \
+      subgroupMemoryBarrierShared();                                                         \
+      subgroupBarrier();                                                                     \
+      for (uint e = lane; e < 256u; e += 32u) {                                              \
+        const uint r = row0 + wm * TM + 16u * i + e % 16u, t = t0 + wn * TN + 16u * j + e / 16u; \
+        if (r < pc.rows && t < pc.n) {                                                       \
+          const float v = Cs[sg * 256u + e];                                                 \
+          const uint yi = t * pc.ldy + r;                                                    \
+          Y[yi] = ACC == 1u ? Y[yi] + v : v;                                                 \
+        }                                                                                    \
+      }                                                                                      \
+      subgroupBarrier();                                                                     \
     }
+    REP4X4(PUT)
+    return;
+  }
+
+  // Split K: this workgroup's partial tile [BN tokens][BM rows] in its slot, then the arrival count.
+  const uint tile = tb * ((pc.rows + BM - 1u) / BM) + rb;
+  const uint slot = (tile * SPLIT + split) * (BM * BN);
+#define PSTORE(i, j) \
+  if (FM > i && FN > j) coopMatStoreNV(c##i##j, P, slot + (wn * TN + 16u * j) * BM + wm * TM + 16u * i, BM, true);
+  REP4X4(PSTORE)
+  memoryBarrierBuffer();  // this invocation's partials are visible device-wide before it is counted
+  barrier();
+  if (tid == 0u) last_arrival = atomicAdd(Cnt[tile], 1u) == SPLIT - 1u ? 1u : 0u;
+  barrier();
+  if (last_arrival == 0u) return;  // uniform
+  memoryBarrierBuffer();
+  const uint base = tile * SPLIT * (BM * BN);
+  for (uint e = tid; e < BM * BN; e += WG) {
+    const uint m = e % BM, t = t0 + e / BM, r = row0 + m;
+    if (r < pc.rows && t < pc.n) {
+      float v = 0.0;
+      for (uint s = 0u; s < SPLIT; ++s) v += P[base + s * (BM * BN) + e];
+      const uint yi = t * pc.ldy + r;
+      Y[yi] = ACC == 1u ? Y[yi] + v : v;
+    }
+  }
+  if (tid == 0u) Cnt[tile] = 0u;
 }

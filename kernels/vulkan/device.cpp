@@ -395,6 +395,8 @@ Context::~Context() {
   if (device_) vk_.vkDeviceWaitIdle(device_);
   pipelines_.reset();
   staging_.reset();
+  splitk_partials_.reset();
+  splitk_counters_.reset();
   if (one_shot_fence_) vk_.vkDestroyFence(device_, one_shot_fence_, nullptr);
   if (one_shot_pool_) vk_.vkDestroyCommandPool(device_, one_shot_pool_, nullptr);
   if (device_) vk_.vkDestroyDevice(device_, nullptr);

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "kernels/vulkan/loader.h"
+#include "kernels/vulkan/memory.h"
 #include "tensor/result.h"
 
 namespace pensieve::vulkan {
@@ -117,6 +118,16 @@ class Context {
   Result<VkCommandBuffer> begin_one_shot();
   Status end_one_shot(VkCommandBuffer cb);
 
+  // Split-K scratch of the q4 tensor-core matmul (shaders/mmq4_coop.comp): partial tiles and one
+  // arrival counter per output tile, zeroed once (every dispatch leaves them zero). Made on first
+  // use at a fixed size and never moved, so recorded command buffers that bind them stay valid.
+  static constexpr uint64_t kSplitKPartialBytes = 64ull << 20;
+  static constexpr uint64_t kSplitKCounters = 1u << 16;
+  struct SplitKScratch {
+    BufferSlice partials, counters;
+  };
+  Result<SplitKScratch> splitk_scratch();
+
  private:
   Context() = default;
   Status init(const ContextOptions& opt);
@@ -137,6 +148,7 @@ class Context {
   VkCommandPool one_shot_pool_ = VK_NULL_HANDLE;
   VkFence one_shot_fence_ = VK_NULL_HANDLE;
   std::unique_ptr<Buffer> staging_;
+  std::unique_ptr<Buffer> splitk_partials_, splitk_counters_;
 };
 
 }  // namespace pensieve::vulkan

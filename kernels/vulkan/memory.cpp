@@ -161,6 +161,20 @@ Status Context::ensure_staging(uint64_t bytes) {
   return Status::Ok();
 }
 
+Result<Context::SplitKScratch> Context::splitk_scratch() {
+  if (!splitk_partials_) {
+    auto p = Buffer::create(*this, kSplitKPartialBytes, MemoryKind::device, "split-K partials");
+    if (!p.ok()) return std::move(p).take_error();
+    auto c = Buffer::create(*this, kSplitKCounters * 4, MemoryKind::device, "split-K counters");
+    if (!c.ok()) return std::move(c).take_error();
+    const std::vector<uint32_t> zeros(kSplitKCounters, 0);
+    PENSIEVE_TRY(upload(*c, 0, zeros.data(), zeros.size() * 4));
+    splitk_partials_ = std::make_unique<Buffer>(std::move(*p));
+    splitk_counters_ = std::make_unique<Buffer>(std::move(*c));
+  }
+  return SplitKScratch{splitk_partials_->whole(), splitk_counters_->whole()};
+}
+
 static Status check_range(const char* op, const Buffer& b, uint64_t offset, uint64_t bytes) {
   if (offset > b.size() || bytes > b.size() - offset)
     return errorf("vulkan %s: range [%llu, +%llu) outside a buffer of %llu bytes", op, (unsigned long long)offset,

@@ -47,7 +47,8 @@ const KernelDesc kMvq4Sg{"mvq4_sg", 6, sizeof(Mvq4Push), 1u << 4, false, false};
 const KernelDesc kMvq4RopeSg{"mvq4_rope_sg", 11, sizeof(Mvq4Push), (1u << 4) | (1u << 9) | (1u << 10), false, false};
 const KernelDesc kMatmul{"matmul", 5, sizeof(MatPush), 1u << 4, false, false};
 const KernelDesc kMatmulCoop{"matmul_coopmat", 5, sizeof(MatPush), 1u << 4, false, true};
-const KernelDesc kMmq4Coop{"mmq4_coop", 5, sizeof(MatPush), 1u << 4, false, true};
+// Bindings: 0 W, 1 scales, 2 biases, 3 x, 4 y, 5 split-K partials, 6 split-K counters.
+const KernelDesc kMmq4Coop{"mmq4_coop", 7, sizeof(MatPush), (1u << 4) | (1u << 5) | (1u << 6), false, true};
 
 // Largest token count the matvec handles in one workgroup; more tokens take several token blocks.
 constexpr int64_t kMatvecMaxTokens = 8;
@@ -58,19 +59,25 @@ constexpr int64_t kCoopmatMinTokens = 64;
 // tensor cores busy from batched decode on: 16 tokens are two 8-token matvec blocks otherwise).
 constexpr int64_t kCoopQ4MinTokens = 16;
 
-// PENSIEVE_VK_COOP="bm,bn,wg,wm[,min_tokens]" overrides mmq4_coop's tiles (tuning runs).
+// PENSIEVE_VK_COOP="bm,bn,wg,wm[,min_tokens[,ku[,split]]]" overrides mmq4_coop's tiles (tuning
+// runs; 0 keeps a default).
 struct CoopTuning {
-  uint32_t bm = 0, bn = 0, wg = 0, wm = 0, min_tokens = 0;
+  uint32_t bm = 0, bn = 0, wg = 0, wm = 0, min_tokens = 0, ku = 0, split = 0;
 };
 const CoopTuning& coop_env() {
   static const CoopTuning t = [] {
     CoopTuning r;
     if (const char* e = std::getenv("PENSIEVE_VK_COOP"))
-      std::sscanf(e, "%u,%u,%u,%u,%u", &r.bm, &r.bn, &r.wg, &r.wm, &r.min_tokens);
+      std::sscanf(e, "%u,%u,%u,%u,%u,%u,%u", &r.bm, &r.bn, &r.wg, &r.wm, &r.min_tokens, &r.ku, &r.split);
     return r;
   }();
   return t;
 }
+// Split K is used until a dispatch has this many workgroups (an H100/H200 has 132 multiprocessors;
+// a decode-sized grid of 48-256 tiles leaves most of them idle or latency-bound otherwise).
+// Many small workgroups: each keeps one step of loads in flight, so the bytes in flight (and the
+// bandwidth) grow with their number.
+constexpr uint64_t kCoopTargetWorkgroups = 2048;
 int64_t coop_q4_min_tokens() { return coop_env().min_tokens ? coop_env().min_tokens : kCoopQ4MinTokens; }
 
 int64_t elem_bytes(DType t) { return t == DType::f32 ? 4 : 2; }
@@ -145,7 +152,13 @@ Status matvec_q4(CommandList& cl, const BufferSlice& y, int64_t ldy, const Buffe
   }
   const uint32_t nt = tune.tokens ? tune.tokens : n >= 5 ? 8 : n >= 3 ? 4 : uint32_t(n);
   const uint32_t wg = tune.wg ? tune.wg : ln.sg ? std::min<uint32_t>(8 * lpr, 256) : 64;
-  const uint32_t r = mode ? 4 : tune.rows ? tune.rows : nt <= 2 ? 4 : 2;
+  uint32_t r = mode ? 4 : tune.rows ? tune.rows : nt <= 2 ? 4 : 2;
+  // Short outputs (o_proj: 3072 rows) take fewer rows per invocation so the grid still
+  // covers the GPU: 96 workgroups of 32 rows leave most of an H100's 132 multiprocessors idle.
+  // (R does not change any output's arithmetic, see the shader.)
+  // Not for long rows: each workgroup stages all of x (down_proj: 32 KiB), measured slower.
+  while (!mode && !tune.rows && r > 1 && w.cols <= 4096 && detail::ceil_div(uint64_t(w.rows), uint64_t(wg / lpr) * r) < 264)
+    r /= 2;
   if (nt < 1 || nt > 8 || (r != 1 && r != 2 && r != 4) || r * nt > 32 || wg < lpr || wg % lpr ||
       (wg & (wg - 1)) || wg > ctx.info().max_workgroup_invocations)
     return errorf("vulkan matvec (q4): bad tuning (wg %u, rows %u, tokens %u, lanes %u)", wg, r, nt, lpr);
@@ -379,30 +392,54 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
   pc.row_units = w.quantized() ? uint32_t(w.words_per_row()) : 0;
   if (which == "mmq4_coop") {
     // Tiles by token count: small blocks (batched decode) take 64-row tiles of 16/32/64 tokens,
-    // prefill 128 x 128 (64 x 128 when that leaves fewer than ~2 workgroups per multiprocessor).
+    // prefill 128 x 128. Small grids split K over several workgroups (see the shader).
     const CoopTuning& e = coop_env();
-    uint32_t bm = 64, bn = 16, wg = 128, wm = 4;
+    const uint64_t units = uint64_t(w.words_per_row()) / 4;
+    uint32_t bm = 64, bn = 16, wg = 128, wm = 4, ku = 2, split = 0;
     if (n > 64) {
       bm = 128, bn = 128, wg = 256, wm = 2;
-      if (detail::ceil_div(uint64_t(w.rows), 128) * detail::ceil_div(uint64_t(n), 128) < 264) bm = 64, wg = 128, wm = 2;
     } else if (n > 32) {
       bn = 64, wm = 2;
     } else if (n > 16) {
       bn = 32;
     }
     if (e.bm) bm = e.bm, bn = e.bn, wg = e.wg, wm = e.wm;
+    if (e.ku) ku = e.ku;
+    if (units % ku) ku = 1;
+    const uint64_t tiles = detail::ceil_div(uint64_t(w.rows), bm) * detail::ceil_div(uint64_t(n), bn);
+    const uint64_t steps = units / ku;
+    if (e.split) {
+      split = e.split;
+    } else {
+      // Enough workgroups to fill the GPU (prefill: two per multiprocessor), at least 2 steps each,
+      // and within the scratch.
+      const uint64_t want = detail::ceil_div(n > 64 ? 264 : kCoopTargetWorkgroups, tiles);
+      const uint64_t by_scratch = Context::kSplitKPartialBytes / (tiles * bm * bn * 4);
+      split = uint32_t(std::clamp<uint64_t>(std::min({want, steps / 2, by_scratch, uint64_t(16)}), 1, 16));
+      if (tiles > Context::kSplitKCounters) split = 1;
+    }
     const uint32_t nw = wg / 32, wn = wm ? nw / std::max<uint32_t>(wm, 1) : 0;
-    const uint64_t smem = (2ull * bm + 2ull * bn) * 5 * 16 + uint64_t(nw) * 1024;
-    if (wg % 32 || wg > 256 || bm > wg || !wm || nw % wm || bm % (16 * wm) || bn % (16 * wn) || bm / wm > 64 ||
-        bn / wn > 64 || bn * 4 > 4 * wg || smem > ctx.info().max_shared_memory)
-      return errorf("vulkan matmul (mmq4_coop): bad tiles (bm %u, bn %u, wg %u, wm %u)", bm, bn, wg, wm);
-    auto pipe = ctx.pipelines().get(kMmq4Coop, {wg, bm, bn, wm, uint32_t(st), group, f.accumulate ? 1u : 0u});
+    const uint64_t smem = uint64_t(bm + bn) * (ku * 4 + 1) * 16 + (split == 1 ? uint64_t(nw) * 1024 : 4) + 4;
+    if (wg % 32 || wg > 256 || !wm || nw % wm || bm % (16 * wm) || bn % (16 * wn) || bm / wm > 64 || bn / wn > 64 ||
+        (ku != 1 && ku != 2) || bm * ku > wg || bn * ku > wg || smem > ctx.info().max_shared_memory || split < 1 ||
+        split > steps || (split > 1 && (tiles > Context::kSplitKCounters ||
+                                        tiles * split * bm * bn * 4 > Context::kSplitKPartialBytes)))
+      return errorf("vulkan matmul (mmq4_coop): bad tiles (bm %u, bn %u, wg %u, wm %u, ku %u, split %u)", bm, bn, wg,
+                    wm, ku, split);
+    BufferSlice partials = y, counters = y;  // bound but unused without a split
+    if (split > 1) {
+      auto sk = ctx.splitk_scratch();
+      if (!sk.ok()) return std::move(sk).take_error();
+      partials = sk->partials;
+      counters = sk->counters;
+    }
+    auto pipe = ctx.pipelines().get(kMmq4Coop, {wg, bm, bn, wm, uint32_t(st), group, f.accumulate ? 1u : 0u, ku, split});
     if (!pipe.ok()) return std::move(pipe).take_error();
     uint32_t gx, gz;
     PENSIEVE_TRY(detail::fold_grid(ctx, detail::ceil_div(uint64_t(w.rows), bm), &gx, &gz));
-    uint64_t gy = detail::ceil_div(uint64_t(n), bn);
+    uint64_t gy = detail::ceil_div(uint64_t(n), bn) * split;
     if (gy > ctx.info().max_workgroup_count[1]) return errorf("vulkan matmul: %lld tokens exceed the grid", (long long)n);
-    return cl.dispatch(**pipe, {w.data, sc, bi, x, y}, pc, gx, uint32_t(gy), gz);
+    return cl.dispatch(**pipe, {w.data, sc, bi, x, y, partials, counters}, pc, gx, uint32_t(gy), gz);
   }
   bool coop = which == "matmul_coopmat";
   auto pipe = ctx.pipelines().get(coop ? kMatmulCoop : kMatmul, {coop ? 128u : 256u, 0, 0, *wt, st, group});
