@@ -55,9 +55,9 @@ constexpr int64_t kMatvecMaxTokens = 8;
 // Precision::fast: batches from this many tokens on take the cooperative-matrix matmul where the
 // device has one (prefill); smaller ones stay on the matvec, which reads each weight once.
 constexpr int64_t kCoopmatMinTokens = 64;
-// ... and q4 weights from this many tokens on (mmq4_coop.comp, whose small-token tiles keep the
-// tensor cores busy from batched decode on: 16 tokens are two 8-token matvec blocks otherwise).
-constexpr int64_t kCoopQ4MinTokens = 16;
+// ... and q4 weights from this many tokens on (mmq4_coop.comp, whose 16-token tiles read each
+// weight once per step; the matvec reads it once per token, from L2 after the first).
+constexpr int64_t kCoopQ4MinTokens = 5;
 
 // PENSIEVE_VK_COOP="bm,bn,wg,wm[,min_tokens[,ku[,split]]]" overrides mmq4_coop's tiles (tuning
 // runs; 0 keeps a default).
@@ -150,7 +150,10 @@ Status matvec_q4(CommandList& cl, const BufferSlice& y, int64_t ldy, const Buffe
       PENSIEVE_TRY(detail::need("matmul", "slots", f.rope->slots, uint64_t(n) * 4));
     }
   }
-  const uint32_t nt = tune.tokens ? tune.tokens : n >= 5 ? 8 : n >= 3 ? 4 : uint32_t(n);
+  // One token per workgroup by default: on the H200, 4-token blocks ran qkv 3.6x slower than 4
+  // one-token dispatches of the same weights (the later token blocks read them from L2), batched
+  // decode of 4 sequences 212 vs 698 tok/s (bench/RESULTS.md).
+  const uint32_t nt = tune.tokens ? tune.tokens : 1;
   const uint32_t wg = tune.wg ? tune.wg : ln.sg ? std::min<uint32_t>(8 * lpr, 256) : 64;
   uint32_t r = mode ? 4 : tune.rows ? tune.rows : nt <= 2 ? 4 : 2;
   // Short outputs (o_proj: 3072 rows) take fewer rows per invocation so the grid still
