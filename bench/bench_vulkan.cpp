@@ -49,16 +49,21 @@ T take(Result<T> r, const char* what) {
   return std::move(r).value();
 }
 
-// Records `reps` dispatches via record(cl, i), submits twice (the first is warm-up), and returns
-// the median per-dispatch GPU time in ms (timestamps; the first dispatches are skipped).
-double time_dispatches(Context& ctx, int reps, const std::function<Status(CommandList&, int)>& record) {
+// Records `reps` dispatches via record(cl, i), submits twice (the first is warm-up) and returns
+// the second submission's per-dispatch GPU times (timestamps).
+std::vector<vulkan::OpTime> run_profiled(Context& ctx, int reps, const std::function<Status(CommandList&, int)>& record) {
   auto cl = take(CommandList::create(ctx), "CommandList::create");
   CHECK_OK(cl->begin());
   for (int i = 0; i < reps; ++i) CHECK_OK(record(*cl, i));
   CHECK_OK(cl->end());
   CHECK_OK(cl->submit_and_wait());
   CHECK_OK(cl->submit_and_wait());
-  auto prof = take(cl->profile(), "profile");
+  return take(cl->profile(), "profile");
+}
+
+// The median per-rep GPU time in ms of `reps` dependent dispatches (the first rep is skipped).
+double time_dispatches(Context& ctx, int reps, const std::function<Status(CommandList&, int)>& record) {
+  auto prof = run_profiled(ctx, reps, record);
   // Dispatches per rep may be > 1 (e.g. attention + combine): sum per rep.
   int per = std::max(1, int(prof.size()) / reps);
   std::vector<double> t;
@@ -74,13 +79,7 @@ double time_dispatches(Context& ctx, int reps, const std::function<Status(Comman
 // Records `reps` independent dispatches (no barriers between them: they may overlap) and returns
 // the GPU time of the whole list divided by reps, in ms: throughput without the per-dispatch drain.
 double time_overlapped(Context& ctx, int reps, const std::function<Status(CommandList&, int)>& record) {
-  auto cl = take(CommandList::create(ctx), "CommandList::create");
-  CHECK_OK(cl->begin());
-  for (int i = 0; i < reps; ++i) CHECK_OK(record(*cl, i));
-  CHECK_OK(cl->end());
-  CHECK_OK(cl->submit_and_wait());
-  CHECK_OK(cl->submit_and_wait());
-  auto prof = take(cl->profile(), "profile");
+  auto prof = run_profiled(ctx, reps, record);
   double total = 0;
   for (const auto& p : prof) total += p.ms;
   return total / reps;
