@@ -430,6 +430,50 @@ TEST(VulkanRuntime, TopkAndArgmax) {
       }
 }
 
+// The q4 matvec's launch shape (rows per invocation, tokens per workgroup) must not
+// change any output bit (mvq4.comp: batch invariance), with the rmsnorm fused into its input.
+TEST(VulkanRuntime, MatvecTuningsAreBitwiseEqual) {
+  auto ctxs = contexts();
+  if (ctxs.empty()) GTEST_SKIP() << "no Vulkan device";
+  for (auto& ctx : ctxs) {
+    SCOPED_TRACE(ctx->info().name);
+    const int64_t rows = 70, cols = 4096, n = 3;
+    std::mt19937 rng(11);
+    auto wf = randn(rng, size_t(rows * cols), 0.3f);
+    auto q = quantize(wf.data(), DType::f32, rows, cols, 4, 64, DType::f16);
+    ASSERT_TRUE(q.ok());
+    auto gw = vulkan::upload_weight(*ctx, q->view());
+    ASSERT_TRUE(gw.ok()) << gw.error();
+    auto bx = upload(*ctx, randn(rng, size_t(n * cols)));
+    auto bg = upload(*ctx, randn(rng, size_t(cols)));
+    auto by = vulkan::Buffer::create(*ctx, n * rows * 4, vulkan::MemoryKind::device);
+    ASSERT_TRUE(by.ok());
+    auto run = [&](vulkan::MatvecTuning t) {
+      vulkan::MatmulFusion f;
+      f.norm = bg.whole();
+      f.eps = 1e-5f;
+      auto cl = vulkan::CommandList::create(*ctx);
+      EXPECT_TRUE(cl.ok());
+      EXPECT_TRUE((*cl)->begin().ok());
+      Status st = vulkan::ops::matmul(**cl, by->whole(), rows, bx.whole(), cols, n, gw->w, Precision::exact, t, f);
+      EXPECT_TRUE(st.ok()) << st.error();
+      EXPECT_TRUE((*cl)->end().ok());
+      EXPECT_TRUE((*cl)->submit_and_wait().ok());
+      return download<float>(*ctx, *by, size_t(n * rows));
+    };
+    const std::vector<float> want = run({});
+    for (uint32_t r : {1u, 2u, 4u})
+      for (uint32_t nt : {1u, 2u, 3u}) {
+        SCOPED_TRACE("rows " + std::to_string(r) + " tokens " + std::to_string(nt));
+        vulkan::MatvecTuning t;
+        t.rows = r;
+        t.tokens = nt;
+        const std::vector<float> got = run(t);
+        EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size() * 4), 0);
+      }
+  }
+}
+
 // rmsnorm -> matmul -> add chained through shared buffers, recorded once and submitted twice with
 // new inputs: the automatic barriers order the dependent dispatches, replay reuses everything.
 TEST(VulkanRuntime, RecordedChainReplays) {
