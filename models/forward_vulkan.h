@@ -51,6 +51,7 @@ class VulkanForward : public Forward {
   static constexpr int64_t kMaxStepTokens = 512;
   static constexpr int64_t kMaxStepRows = 64;  // logits rows per submission
   static constexpr uint32_t kAttnSplit = 512;  // keys per attention split (fixed: batch invariance)
+  static constexpr int64_t kPrefillAttnMinQ = 16;  // queries in a chunk for the tiled prefill attention
 
   // Why this model cannot run on the Vulkan backend ("" if it can).
   static std::string unsupported(const ModelConfig& c, const Weights& w, const KvCache& cache);
@@ -78,8 +79,12 @@ class VulkanForward : public Forward {
     int64_t tokens = 0, full_rows = 0, top_rows = 0;
     int k = 0;
     uint32_t splits = 0;
+    // Attention work items: 0 = one per token (the decode kernel; batch-invariant), else one per
+    // sequence chunk of up to attn_max_q queries (the tiled prefill kernel; see write_inputs).
+    int64_t attn_seqs = 0, attn_max_q = 0;
     bool operator<(const Shape& o) const {
-      return std::tie(tokens, full_rows, top_rows, k, splits) < std::tie(o.tokens, o.full_rows, o.top_rows, o.k, o.splits);
+      return std::tie(tokens, full_rows, top_rows, k, splits, attn_seqs, attn_max_q) <
+             std::tie(o.tokens, o.full_rows, o.top_rows, o.k, o.splits, o.attn_seqs, o.attn_max_q);
     }
   };
 
@@ -91,6 +96,7 @@ class VulkanForward : public Forward {
   Status run_piece(const Piece& piece, float* logits, const TopK* top);
   Status write_inputs(const Piece& piece, Shape* shape);
   Result<vulkan::CommandList*> recording(const Shape& s);
+  AttnParams attn_params() const;
   Status record(vulkan::CommandList& cl, const Shape& s);
   Status linear(vulkan::CommandList& cl, const vulkan::BufferSlice& y, int64_t ldy, const vulkan::BufferSlice& x,
                 int64_t ldx, int64_t n, const std::vector<vulkan::GpuWeight>& parts, const vulkan::MatmulFusion& f);

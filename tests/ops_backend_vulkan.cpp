@@ -5,7 +5,8 @@
 // vulkan_ops_backends() lists every Vulkan device, CPU implementations (lavapipe) included;
 // PENSIEVE_VK_DEVICE=N keeps only vulkan:N, PENSIEVE_VK_DEVICE=none none. Devices with subgroup
 // arithmetic appear twice: with subgroup reductions and with the shared-memory fallback ("-nosg"),
-// so both shader variants run the same cases.
+// so both shader variants run the same cases; devices with NV cooperative matrices a third time
+// ("-flash"), their prefill attention on the tensor-core kernel (shaders/attn_flash.comp).
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -25,8 +26,8 @@ using vulkan::MemoryKind;
 
 class VulkanOpsBackend : public OpsBackend {
  public:
-  VulkanOpsBackend(std::unique_ptr<Context> ctx, std::unique_ptr<CommandList> cl, std::string name)
-      : ctx_(std::move(ctx)), cl_(std::move(cl)), name_(std::move(name)) {}
+  VulkanOpsBackend(std::unique_ptr<Context> ctx, std::unique_ptr<CommandList> cl, std::string name, bool flash)
+      : ctx_(std::move(ctx)), cl_(std::move(cl)), name_(std::move(name)), flash_(flash) {}
   std::string name() const override { return name_; }
 
   bool matmul(float* y, const float* x, int64_t n, const WeightMatrix& w, Precision p) override {
@@ -88,7 +89,9 @@ class VulkanOpsBackend : public OpsBackend {
     uint64_t scratch_bytes = vulkan::ops::attention_scratch_bytes(*ctx_, gs, gkv, p);
     auto scratch = Buffer::create(*ctx_, std::max<uint64_t>(scratch_bytes, 16), MemoryKind::device, "scratch");
     if (!scratch.ok()) return fail("attention", scratch.error());
+    const bool flash = flash_ && max_n_q > 4 && vulkan::ops::flash_attention_supported(*ctx_, gkv, p);
     return run("attention", [&] {
+      if (flash) return vulkan::ops::flash_attention(*cl_, bo->whole(), bq->whole(), gs, gkv, p);
       return vulkan::ops::attention(*cl_, bo->whole(), bq->whole(), gs, gkv, p, scratch->whole());
     }) && get(out, *bo, o_bytes);
   }
@@ -153,9 +156,10 @@ class VulkanOpsBackend : public OpsBackend {
   std::unique_ptr<Context> ctx_;
   std::unique_ptr<CommandList> cl_;
   std::string name_;
+  bool flash_;  // prefill attention on the tensor-core kernel where it applies
 };
 
-std::unique_ptr<OpsBackend> make_backend(int index, bool subgroups, const std::string& label) {
+std::unique_ptr<OpsBackend> make_backend(int index, bool subgroups, const std::string& label, bool flash = false) {
   vulkan::ContextOptions opt;
   opt.device = "vulkan:" + std::to_string(index);
   opt.allow_cpu_device = true;
@@ -170,7 +174,7 @@ std::unique_ptr<OpsBackend> make_backend(int index, bool subgroups, const std::s
     std::fprintf(stderr, "vulkan_ops_backends: %s\n", cl.error().c_str());
     return nullptr;
   }
-  return std::make_unique<VulkanOpsBackend>(std::move(*ctx), std::move(*cl), label);
+  return std::make_unique<VulkanOpsBackend>(std::move(*ctx), std::move(*cl), label, flash);
 }
 
 }  // namespace
@@ -190,6 +194,8 @@ std::vector<std::unique_ptr<OpsBackend>> vulkan_ops_backends() {
     if (auto b = make_backend(d.index, true, label)) out.push_back(std::move(b));
     if (d.subgroup_arithmetic)
       if (auto b = make_backend(d.index, false, label + " -nosg")) out.push_back(std::move(b));
+    if (d.coopmat_nv_f16_16x16x16)
+      if (auto b = make_backend(d.index, true, label + " -flash")) out.push_back(std::move(b));
   }
   return out;
 }

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <numeric>
 #include <random>
@@ -21,7 +22,11 @@ namespace pensieve {
 namespace {
 
 std::vector<std::unique_ptr<OpsBackend>>& backends() {
-  static auto* b = new std::vector<std::unique_ptr<OpsBackend>>(vulkan_ops_backends());
+  static auto* b = [] {
+    auto* v = new std::vector<std::unique_ptr<OpsBackend>>(vulkan_ops_backends());
+    for (const auto& x : *v) std::printf("  backend: %s\n", x->name().c_str());  // what the log covered
+    return v;
+  }();
   return *b;
 }
 
@@ -252,6 +257,7 @@ struct AttnCase {
   int n_heads, n_kv_heads, head_dim, block_size;
   int64_t window;
   DType kv_dtype;
+  float q_scale = 1.0f;  // > 1: peaked, jumpy scores (the running maximum moves by a lot)
 };
 
 void check_attention(OpsBackend& b, const AttnCase& c, uint32_t seed) {
@@ -303,14 +309,19 @@ void check_attention(OpsBackend& b, const AttnCase& c, uint32_t seed) {
   p.window = c.window;
   p.q_stride = int64_t(c.n_heads) * hd + 3;  // padded rows: strides are honoured
   p.out_stride = int64_t(c.n_heads) * hd + 5;
-  auto q = randn(rng, size_t(n_rows * p.q_stride));
+  auto q = randn(rng, size_t(n_rows * p.q_stride), c.q_scale);
   std::vector<float> want(size_t(n_rows * p.out_stride), -7.0f), got = want;
   for (const AttnSeq& s : seqs)
     attention_ref(want.data(), q.data(), s, kv, p, 0, c.n_kv_heads, 0, s.n_q);  // every kv head's group
   ASSERT_TRUE(b.attention(got.data(), q.data(), seqs.data(), int(seqs.size()), kv, p, n_rows, n_blocks));
   // Softmax-weighted averages of O(1) values: exp and the summation order differ from the
   // reference by a few ulp per term. The padding between rows (-7) must stay untouched.
-  EXPECT_CLOSE(got.data(), want.data(), got.size(), 1e-10, 2e-5);
+  // The tensor-core prefill ("-flash" backends, chunks of more than 4 queries) rounds q, k, v and
+  // the probabilities to f16 (2^-11 relative each): errors ~1e-3 on outputs of size ~0.3.
+  int64_t max_nq = 0;
+  for (auto [pos0, nq] : c.seqs) max_nq = std::max(max_nq, nq);
+  const bool f16_math = b.name().find("-flash") != std::string::npos && max_nq > 4;
+  EXPECT_CLOSE(got.data(), want.data(), got.size(), f16_math ? 1e-5 : 1e-10, f16_math ? 1e-2 : 2e-5);
 }
 
 TEST(VulkanOps, AttentionDecode) {
@@ -339,11 +350,12 @@ TEST(VulkanOps, AttentionPrefill) {
       {{{3, 33}}, 6, 2, 128, 16, 9, DType::f16},   // window inside a tile
       {{{0, 19}, {100, 6}}, 2, 2, 256, 8, 0, DType::f32},
       {{{50, 70}}, 3, 1, 80, 32, 0, DType::f16},
+      {{{0, 100}, {20, 37}}, 4, 2, 64, 16, 0, DType::f16, 6.0f},  // scores ~N(0, 6^2)
   };
   int i = 100;
   for (auto& b : backends())
     for (const AttnCase& c : cases) {
-      SCOPED_TRACE(b->name() + " case " + std::to_string(i % 5));
+      SCOPED_TRACE(b->name() + " case " + std::to_string(i % 6));
       check_attention(*b, c, uint32_t(++i));
     }
 }

@@ -139,6 +139,13 @@ uint64_t attention_scratch_bytes(const Context& ctx, const GpuSeqs& s, const Gpu
 Status attention(CommandList& cl, const BufferSlice& out, const BufferSlice& q, const GpuSeqs& s,
                  const GpuKv& kv, const AttnParams& p, const BufferSlice& scratch);
 
+// The same attention for prefill chunks on tensor cores (shaders/attn_flash.comp: f16 q, k, v and
+// probabilities, f32 scores and sums; Precision::fast only). flash_attention_supported() says
+// whether this device, cache layout and shape can run it.
+bool flash_attention_supported(const Context& ctx, const GpuKv& kv, const AttnParams& p);
+Status flash_attention(CommandList& cl, const BufferSlice& out, const BufferSlice& q, const GpuSeqs& s,
+                       const GpuKv& kv, const AttnParams& p);
+
 // The decoder's RoPE + KV store in one pass: rotate-half RoPE (cos/sin [n, rot_dim / 2]) on the
 // q heads of qkv [n, stride] in place, and the roped k heads and the v heads written to the cache
 // of one layer, token t at element offset slots[t] (u32: block * block_stride + slot * head_dim;

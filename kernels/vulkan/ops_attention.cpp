@@ -1,5 +1,6 @@
 // attention: split-K decode (shaders/attn_decode.comp + attn_combine.comp) or tiled prefill
-// (shaders/attn_prefill.comp), chosen by the largest query count per sequence.
+// (shaders/attn_prefill.comp), chosen by the largest query count per sequence; flash_attention:
+// the tensor-core prefill (shaders/attn_flash.comp).
 #include "kernels/vulkan/ops_util.h"
 
 namespace pensieve::vulkan::ops {
@@ -31,6 +32,8 @@ struct PrefillPush {
 static_assert(sizeof(PrefillPush) <= 128);
 // Bindings: 0 q, 1 k, 2 v, 3 meta, 4 tables, 5 out (written).
 const KernelDesc kPrefill{"attn_prefill", 6, sizeof(PrefillPush), 1u << 5, false, false};
+// Tensor-core prefill (same bindings and push constants).
+const KernelDesc kFlash{"attn_flash", 6, sizeof(PrefillPush), 1u << 5, false, true};
 
 constexpr uint32_t kWg = 128;
 // Sequences with at most this many queries take the decode kernel (one workgroup per query row).
@@ -142,6 +145,33 @@ Status attention(CommandList& cl, const BufferSlice& out, const BufferSlice& q, 
   auto pipe = ctx.pipelines().get(kPrefill, {kWg, hd, kv_f16, bq, bk});
   if (!pipe.ok()) return std::move(pipe).take_error();
   uint64_t gx = detail::ceil_div(uint64_t(s.max_n_q), bq);
+  if (gx > ctx.info().max_workgroup_count[0] || uint64_t(s.n_seqs) > ctx.info().max_workgroup_count[2])
+    return errorf("vulkan attention: grid too large");
+  return cl.dispatch(**pipe, {q, kv.k, kv.v, s.meta, s.tables, out}, pc, uint32_t(gx), uint32_t(p.n_heads),
+                     uint32_t(s.n_seqs));
+}
+
+bool flash_attention_supported(const Context& ctx, const GpuKv& kv, const AttnParams& p) {
+  const int hd = kv.head_dim;
+  return ctx.coopmat() && ctx.info().min_subgroup_size == 32 && ctx.info().max_subgroup_size == 32 &&
+         kv.dtype == DType::f16 && kv.block_size == 16 && hd % 16 == 0 && hd <= 128 && kv.block_stride % 8 == 0 &&
+         kv.head_stride % 8 == 0 && p.q_stride % 4 == 0 && p.n_heads > 0 && kv.n_kv_heads > 0 &&
+         p.n_heads % kv.n_kv_heads == 0;
+}
+
+Status flash_attention(CommandList& cl, const BufferSlice& out, const BufferSlice& q, const GpuSeqs& s,
+                       const GpuKv& kv, const AttnParams& p) {
+  Context& ctx = cl.context();
+  if (s.n_seqs == 0 || s.max_n_q == 0) return Status::Ok();
+  PENSIEVE_TRY(check(ctx, s, kv, p));
+  if (!flash_attention_supported(ctx, kv, p))
+    return errorf("vulkan attention: the tensor-core prefill kernel does not support this device or cache layout");
+  PrefillPush pc{uint32_t(p.n_heads), uint32_t(p.n_heads / kv.n_kv_heads), uint32_t(kv.block_size),
+                 uint32_t(kv.block_stride), uint32_t(kv.head_stride), uint32_t(p.q_stride), uint32_t(p.out_stride),
+                 uint32_t(p.window), p.scale};
+  auto pipe = ctx.pipelines().get(kFlash, {uint32_t(kv.head_dim)});
+  if (!pipe.ok()) return std::move(pipe).take_error();
+  const uint64_t gx = detail::ceil_div(uint64_t(s.max_n_q), 16);
   if (gx > ctx.info().max_workgroup_count[0] || uint64_t(s.n_seqs) > ctx.info().max_workgroup_count[2])
     return errorf("vulkan attention: grid too large");
   return cl.dispatch(**pipe, {q, kv.k, kv.v, s.meta, s.tables, out}, pc, uint32_t(gx), uint32_t(p.n_heads),
