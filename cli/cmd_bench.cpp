@@ -234,7 +234,19 @@ int cmd_bench(int argc, char** argv) {
     }
   }
   nlohmann::ordered_json batched = nlohmann::ordered_json::array();
+  bool gpu = false;
+#ifdef PENSIEVE_HAS_VULKAN
+  gpu = dynamic_cast<VulkanForward*>(&m.forward()) != nullptr;
+#endif
   for (int b : batches) {
+    // On the GPU each new batch size records new command buffers and may build new pipeline
+    // variants (seconds on a cold driver cache): one short untimed pass first, as llama-bench warms up.
+    if (gpu) {
+      if (auto w = run_sequences(m, b, 128, 2, rng); !w) {
+        std::fprintf(stderr, "pensieve bench: %s\n", w.error().c_str());
+        return 1;
+      }
+    }
     auto t = run_sequences(m, b, 128, 128, rng);
     if (!t) {
       std::fprintf(stderr, "pensieve bench: %s\n", t.error().c_str());
