@@ -31,7 +31,7 @@ fi
 [ -n "${SWEEP:-}" ] && PENSIEVE_VK_PIPELINE_STATS=1 step sweep ${SWEEP_T:-240} ./pensieve-vulkan-bench $SWEEP
 for m in ${MODELS:-phi3-mini}; do
   tok=phi3; case $m in phi4*) tok=phi4-mini;; esac
-  ./pensieve make-model --like $m --random --out /tmp/$m --tokenizer "$REPO/tests/data/tokenizers/$tok" > /dev/null 2>&1
+  rm -rf /tmp/$m; ./pensieve make-model --like $m --random --out /tmp/$m --tokenizer "$REPO/tests/data/tokenizers/$tok" > /dev/null 2>&1
   PENSIEVE_VK_PIPELINE_STATS=1 step bench_$m ${BENCH_T:-300} ./pensieve bench --model /tmp/$m --device vulkan -p 512 -n 128 --batch ${BATCH:-1,4,16,20,32} --profile ${BENCH_ARGS:-}
   grep -E "^(pp512|tg128|batched)" "$OUT/bench_$m.log" >> "$OUT/summary.txt"
 done
