@@ -254,7 +254,7 @@ Status VulkanForward::allocate() {
       {&slots_, uint64_t(T) * 4, MemoryKind::upload, "step inputs"},
       {&cos_, uint64_t(T * half) * 4, MemoryKind::upload, "step inputs"},
       {&sin_, uint64_t(T * half) * 4, MemoryKind::upload, "step inputs"},
-      {&meta_, uint64_t(T) * sizeof(vulkan::SeqMeta), MemoryKind::upload, "step inputs"},
+      {&meta_, uint64_t(2 * T) * sizeof(vulkan::SeqMeta), MemoryKind::upload, "step inputs"},
       {&tables_, uint64_t(table_capacity_) * 4, MemoryKind::upload, "block tables"},
       {&gidx_, uint64_t(R) * 4, MemoryKind::upload, "step inputs"},
       {&out_logits_, uint64_t(R * V) * 4, MemoryKind::readback, "logits readback"},
@@ -393,18 +393,24 @@ Status VulkanForward::write_inputs(const Piece& piece, Shape* shape) {
   auto* gidx = static_cast<uint32_t*>(gidx_.mapped());
   const vulkan::GpuKv& kv = kv_[0];
 
-  // Attention per token (one decode work item per query: each query's result is independent of
-  // the batch) or, where the step's matmuls are not batch-invariant anyway (tensor cores) and a
-  // chunk has many queries (prefill), per chunk: the tiled prefill kernel reads each key once per
-  // 16 queries instead of once per query (pp512 on the H200: 9 ms of 48 in the per-token kernel).
+  // Attention per token (meta[t]: one decode work item per query, each query's result independent
+  // of the batch) or, where the step's matmuls are not batch-invariant anyway (tensor cores) and a
+  // chunk has many queries (prefill), chunks of several tokens per chunk (meta[c]: the tensor-core
+  // prefill kernel reads each key once per 16 queries instead of once per query; pp512 on the
+  // H200: 9 ms of 48 in the per-token kernel) and single tokens (decode, whose long contexts the
+  // split-K decode kernel spreads over the GPU) per token, from meta[kMaxStepTokens + i].
   int64_t max_q = 0;
   for (const SeqChunk& s : piece.chunks) max_q = std::max(max_q, s.n);
   const bool per_chunk = max_q >= kPrefillAttnMinQ && !batch_invariant() &&
                          vulkan::ops::flash_attention_supported(*ctx_, kv_[0], attn_params());
-  int64_t t = 0, table_off = 0, max_len = 1, top_row = 0, full_row = piece.top_rows, c = 0;
+  int64_t t = 0, table_off = 0, max_len = 1, top_row = 0, full_row = piece.top_rows, c = 0, d = 0, chunk_q = 0;
   int k = 0;
   for (const SeqChunk& s : piece.chunks) {
-    if (per_chunk) meta[c++] = {int32_t(t), int32_t(s.n), int32_t(s.pos0), int32_t(table_off)};
+    const bool as_chunk = per_chunk && s.n > 1;
+    if (as_chunk) {
+      meta[c++] = {int32_t(t), int32_t(s.n), int32_t(s.pos0), int32_t(table_off)};
+      chunk_q = std::max(chunk_q, s.n);
+    }
     const int64_t nblk = (s.pos0 + s.n + bs - 1) / bs;
     std::memcpy(tables + table_off, s.block_table, size_t(nblk) * 4);
     const int64_t first_row = s.logits == SeqChunk::Logits::all ? 0 : s.logits == SeqChunk::Logits::last ? s.n - 1 : s.n;
@@ -414,6 +420,7 @@ Status VulkanForward::write_inputs(const Piece& piece, Shape* shape) {
       ids[t] = s.tokens[i];
       slots[t] = uint32_t(s.block_table[pos / bs] * kv.block_stride + (pos % bs) * c_.head_dim);
       if (!per_chunk) meta[t] = {int32_t(t), 1, int32_t(pos), int32_t(table_off)};
+      else if (!as_chunk) meta[kMaxStepTokens + d++] = {int32_t(t), 1, int32_t(pos), int32_t(table_off)};
       rope_.fill(pos, s.long_rope, cs + t * half, sn + t * half);
       if (i >= first_row) gidx[s.top_k > 0 ? top_row++ : full_row++] = uint32_t(t);
     }
@@ -427,7 +434,8 @@ Status VulkanForward::write_inputs(const Piece& piece, Shape* shape) {
   shape->k = piece.top_rows ? (k <= 1 ? 1 : kMaxTopK) : 0;  // two variants: argmax, or the most any chunk asks
   shape->splits = uint32_t((max_len + kAttnSplit - 1) / kAttnSplit);
   shape->attn_seqs = per_chunk ? c : 0;
-  shape->attn_max_q = per_chunk ? max_q : 0;
+  shape->attn_max_q = per_chunk ? chunk_q : 0;
+  shape->attn_decode = per_chunk ? d : 0;
   return Status::Ok();
 }
 
@@ -529,6 +537,10 @@ Status VulkanForward::record(CommandList& cl, const Shape& s) {
   seqs.max_n_q = s.attn_seqs ? s.attn_max_q : 1;
   seqs.max_kv_len = int64_t(s.splits) * kAttnSplit;
   seqs.split_len = kAttnSplit;
+  vulkan::GpuSeqs decode_seqs = seqs;  // the single tokens of a step with prefill chunks
+  decode_seqs.meta = meta_.slice(uint64_t(kMaxStepTokens) * sizeof(vulkan::SeqMeta), uint64_t(T) * sizeof(vulkan::SeqMeta));
+  decode_seqs.n_seqs = int(s.attn_decode);
+  decode_seqs.max_n_q = 1;
   const AttnParams ap = attn_params();
   const float eps = float(c_.rms_eps);
 
@@ -562,8 +574,12 @@ Status VulkanForward::record(CommandList& cl, const Shape& s) {
       PENSIEVE_TRY(ops::rope_store(cl, qkv, T, QKV, c_.n_heads, rot, cs, sn, slots, kv_[size_t(l)]));
     }
     cl.set_scope("attention");
-    if (s.attn_seqs) PENSIEVE_TRY(ops::flash_attention(cl, attn, qkv, seqs, kv_[size_t(l)], ap));
-    else PENSIEVE_TRY(ops::attention(cl, attn, qkv, seqs, kv_[size_t(l)], ap, attn_scratch_.whole()));
+    if (s.attn_seqs) {
+      PENSIEVE_TRY(ops::flash_attention(cl, attn, qkv, seqs, kv_[size_t(l)], ap));
+      if (s.attn_decode) PENSIEVE_TRY(ops::attention(cl, attn, qkv, decode_seqs, kv_[size_t(l)], ap, attn_scratch_.whole()));
+    } else {
+      PENSIEVE_TRY(ops::attention(cl, attn, qkv, seqs, kv_[size_t(l)], ap, attn_scratch_.whole()));
+    }
     cl.set_scope("o_proj");
     PENSIEVE_TRY(linear(cl, x, H, attn, c_.q_dim(), T, {L.o}, {.accumulate = true}));
     cl.set_scope("gate_up");

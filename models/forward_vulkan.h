@@ -79,12 +79,13 @@ class VulkanForward : public Forward {
     int64_t tokens = 0, full_rows = 0, top_rows = 0;
     int k = 0;
     uint32_t splits = 0;
-    // Attention work items: 0 = one per token (the decode kernel; batch-invariant), else one per
-    // sequence chunk of up to attn_max_q queries (the tiled prefill kernel; see write_inputs).
-    int64_t attn_seqs = 0, attn_max_q = 0;
+    // Attention work items: attn_seqs = 0: one per token (the decode kernel; batch-invariant);
+    // else one per chunk of up to attn_max_q queries (the tensor-core prefill kernel) and one per
+    // single-token sequence (attn_decode of them, the decode kernel); see write_inputs.
+    int64_t attn_seqs = 0, attn_max_q = 0, attn_decode = 0;
     bool operator<(const Shape& o) const {
-      return std::tie(tokens, full_rows, top_rows, k, splits, attn_seqs, attn_max_q) <
-             std::tie(o.tokens, o.full_rows, o.top_rows, o.k, o.splits, o.attn_seqs, o.attn_max_q);
+      return std::tie(tokens, full_rows, top_rows, k, splits, attn_seqs, attn_max_q, attn_decode) <
+             std::tie(o.tokens, o.full_rows, o.top_rows, o.k, o.splits, o.attn_seqs, o.attn_max_q, o.attn_decode);
     }
   };
 

@@ -298,6 +298,61 @@ void TopKMatchesFullLogits() {
 }
 ENGINE_TEST(TopKMatchesFullLogits)
 
+// A step mixing a prefill chunk with a decoding sequence gives each the logits it gets alone (on
+// GPUs with tensor cores the chunk's attention takes the prefill kernel and the decode token the
+// split-K decode kernel in that step; their f16 paths allow a small relative difference).
+void MixedStepMatchesSeparateSteps() {
+  auto m = load(Precision::fast, 64);
+  const int64_t V = m->config().vocab;
+  auto prompts = random_prompts(2, 11);
+  prompts[0].resize(40, 7);  // the prefill chunk: 40 tokens
+  prompts[1].resize(31, 9);  // 30 cached, then one decoded
+  auto chunk_of = [](SeqKv& s, const std::vector<int32_t>& ids, int64_t pos0, int64_t n) {
+    SeqChunk ch;
+    ch.tokens = ids.data() + pos0;
+    ch.n = n;
+    ch.pos0 = pos0;
+    ch.block_table = s.blocks().data();
+    ch.logits = SeqChunk::Logits::last;
+    return ch;
+  };
+  const size_t nv = static_cast<size_t>(V);
+  std::vector<float> alone_a(nv), alone_b(nv), mixed(2 * nv), scratch(nv);
+  {
+    SeqKv a, b;
+    a.start(m->cache(), prompts[0], false, false);
+    b.start(m->cache(), prompts[1], false, false);
+    ASSERT_TRUE(a.reserve(m->cache(), 40) && b.reserve(m->cache(), 31));
+    ASSERT_TRUE(m->forward().run({chunk_of(a, prompts[0], 0, 40)}, alone_a.data()).ok());
+    ASSERT_TRUE(m->forward().run({chunk_of(b, prompts[1], 0, 30)}, scratch.data()).ok());
+    ASSERT_TRUE(m->forward().run({chunk_of(b, prompts[1], 30, 1)}, alone_b.data()).ok());
+    a.release(m->cache());
+    b.release(m->cache());
+  }
+  {
+    SeqKv a, b;
+    a.start(m->cache(), prompts[0], false, false);
+    b.start(m->cache(), prompts[1], false, false);
+    ASSERT_TRUE(a.reserve(m->cache(), 40) && b.reserve(m->cache(), 31));
+    ASSERT_TRUE(m->forward().run({chunk_of(b, prompts[1], 0, 30)}, scratch.data()).ok());
+    Status st = m->forward().run({chunk_of(a, prompts[0], 0, 40), chunk_of(b, prompts[1], 30, 1)}, mixed.data());
+    ASSERT_TRUE(st.ok()) << st.error();
+    a.release(m->cache());
+    b.release(m->cache());
+  }
+  auto rel = [&](const float* x, const float* y) {
+    double d = 0, n = 0;
+    for (int64_t i = 0; i < V; ++i) {
+      d += (double(x[i]) - y[i]) * (double(x[i]) - y[i]);
+      n += double(y[i]) * y[i];
+    }
+    return std::sqrt(d / n);
+  };
+  EXPECT_LT(rel(mixed.data(), alone_a.data()), 1e-2) << "prefill chunk";
+  EXPECT_LT(rel(mixed.data() + V, alone_b.data()), 1e-2) << "decode token";
+}
+ENGINE_TEST(MixedStepMatchesSeparateSteps)
+
 // Sampler::sample_top on a row's best candidates picks what sample() picks from the whole row,
 // with the same random draws, including ties and values that divide to the same float.
 TEST(Sampler, TopCandidatesGiveTheSameToken) {
