@@ -54,6 +54,10 @@ const uint NW = WG / 32u, WN = NW / WM;
 const uint TM = BM / WM, TN = BN / WN, FM = TM / 16u, FN = TN / 16u;  // FM, FN <= 4 (host-checked)
 const uint SK = KU * 4u + 1u;                   // shared row stride in uvec4 (8 halves each)
 const uint XO = (BN * 4u * KU + WG - 1u) / WG;  // x octets per invocation per step, <= 4
+// f16 scales (MLX's usual layout): dequantize in f16 pairs (dq_pairs), which orders each word's 8
+// values 0,4,1,5,2,6,3,7 in the tile; x's octets are staged in the same order, so every product
+// still pairs a weight with its own column.
+const bool H16 = STYPE == ST_F16;
 
 layout(binding = 0) readonly buffer Wb4 { uvec4 W4[]; };
 layout(binding = 1) readonly buffer Sb { uint S[]; };
@@ -79,6 +83,21 @@ shared uint last_arrival;
 #define FRAG fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
 #define HFRAG fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
 #define REP4(M) M(0) M(1) M(2) M(3)
+
+// The 8 values of q4 word w as f16 s q + b, in pairs (j, j + 4): nibbles j and j + 4 OR-ed into the
+// mantissas of 1024.0 (0x6400) are exactly 1024 + q; minus 1024 (exact) and one f16 fma give
+// s q + b rounded once, from the f16 scale and bias as stored (2 values per instruction, no
+// int -> float conversion, no f32 -> f16 packing).
+uvec4 dq_pairs(uint w, f16vec2 s, f16vec2 b) {
+  const f16vec2 k = f16vec2(1024.0hf);
+  return uvec4(packFloat2x16(fma(unpackFloat2x16((w & 0x000F000Fu) | 0x64006400u) - k, s, b)),
+               packFloat2x16(fma(unpackFloat2x16(((w >> 4) & 0x000F000Fu) | 0x64006400u) - k, s, b)),
+               packFloat2x16(fma(unpackFloat2x16(((w >> 8) & 0x000F000Fu) | 0x64006400u) - k, s, b)),
+               packFloat2x16(fma(unpackFloat2x16(((w >> 12) & 0x000F000Fu) | 0x64006400u) - k, s, b)));
+}
+
+// f16 element i of a plane of 32-bit words, in both halves of a word.
+uint half_pair(uint word, uint i) { return ((i & 1u) != 0u ? word >> 16 : word & 0xffffu) * 0x10001u; }
 #define REP4X4(M) M(0, 0) M(0, 1) M(0, 2) M(0, 3) M(1, 0) M(1, 1) M(1, 2) M(1, 3) \
                   M(2, 0) M(2, 1) M(2, 2) M(2, 3) M(3, 0) M(3, 1) M(3, 2) M(3, 3)
 
@@ -114,6 +133,7 @@ void main() {
 
   uvec4 wq = uvec4(0u);
   float ws = 0.0, wb = 0.0;
+  f16vec2 ws2 = f16vec2(0.0hf), wb2 = f16vec2(0.0hf);
   vec4 xa[4], xb[4];
   // Global loads of step k (columns 32 KU k .. + 32 KU - 1).
 #define XLOAD(i, k)                                                                      \
@@ -128,14 +148,21 @@ void main() {
       const uint u = (k) * KU + wu;                                                      \
       wq = W4[wr * units + u];                                                           \
       const uint gi = wr * pc.groups_per_row + (u * 32u) / GROUP;                        \
-      ws = plane_value(S[plane_word(gi, STYPE)], gi, STYPE);                             \
-      wb = plane_value(B[plane_word(gi, STYPE)], gi, STYPE);                             \
+      if (H16) {                                                                         \
+        ws2 = unpackFloat2x16(half_pair(S[gi >> 1u], gi));                               \
+        wb2 = unpackFloat2x16(half_pair(B[gi >> 1u], gi));                               \
+      } else {                                                                           \
+        ws = plane_value(S[plane_word(gi, STYPE)], gi, STYPE);                           \
+        wb = plane_value(B[plane_word(gi, STYPE)], gi, STYPE);                           \
+      }                                                                                  \
     }                                                                                    \
     XLOAD(0, k) XLOAD(1, k) XLOAD(2, k) XLOAD(3, k)                                      \
   }
   // Dequantize / round the registers into the shared tiles.
 #define WSTORE(j)                                                                        \
-  {                                                                                      \
+  if (H16) {                                                                             \
+    Ws[wi * SK + wu * 4u + j] = dq_pairs(wq[j], ws2, wb2);                               \
+  } else {                                                                               \
     vec4 lo, hi;                                                                         \
     q4_unpack(wq[j], lo, hi);                                                            \
     lo = lo * ws + wb;                                                                   \
@@ -144,9 +171,14 @@ void main() {
                                       packHalf2x16(hi.xy), packHalf2x16(hi.zw));         \
   }
 #define XSTORE(i)                                                                        \
-  if (xon[i])                                                                            \
-    Xs[xt[i] * SK + xq[i]] = uvec4(packHalf2x16(xa[i].xy), packHalf2x16(xa[i].zw),       \
-                                   packHalf2x16(xb[i].xy), packHalf2x16(xb[i].zw));
+  if (xon[i]) {                                                                          \
+    if (H16)                                                                             \
+      Xs[xt[i] * SK + xq[i]] = uvec4(packHalf2x16(vec2(xa[i].x, xb[i].x)), packHalf2x16(vec2(xa[i].y, xb[i].y)), \
+                                     packHalf2x16(vec2(xa[i].z, xb[i].z)), packHalf2x16(vec2(xa[i].w, xb[i].w))); \
+    else                                                                                 \
+      Xs[xt[i] * SK + xq[i]] = uvec4(packHalf2x16(xa[i].xy), packHalf2x16(xa[i].zw),     \
+                                     packHalf2x16(xb[i].xy), packHalf2x16(xb[i].zw));    \
+  }
 #define STORE()                                                                          \
   {                                                                                      \
     if (won) { WSTORE(0) WSTORE(1) WSTORE(2) WSTORE(3) }                                 \
