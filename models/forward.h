@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/kernels.h"
 #include "models/config.h"
 #include "tensor/result.h"
 
@@ -36,6 +37,10 @@ struct TopK {
 
 // Rows of logits a batch produces: per chunk, n (all), 1 (last) or 0 (none).
 int64_t logits_rows(const std::vector<SeqChunk>& batch);
+
+// The attention parameters of a model's layers, queries read from its fused qkv rows
+// ([q heads | k heads | v heads]) and written as [q heads] rows: one definition for every backend.
+AttnParams attn_params(const ModelConfig& c);
 // Of those, the rows of chunks with top_k > 0 (run_topk returns them as TopK rows).
 int64_t topk_rows(const std::vector<SeqChunk>& batch);
 

@@ -14,6 +14,16 @@
 
 namespace pensieve {
 
+AttnParams attn_params(const ModelConfig& c) {
+  AttnParams p;
+  p.n_heads = c.n_heads;
+  p.scale = float(1.0 / std::sqrt(double(c.head_dim)));
+  p.window = c.sliding_window;
+  p.q_stride = c.qkv_dim();
+  p.out_stride = c.q_dim();
+  return p;
+}
+
 int64_t logits_rows(const std::vector<SeqChunk>& batch) {
   int64_t rows = 0;
   for (const SeqChunk& s : batch)
@@ -85,13 +95,7 @@ void CpuForward::attention_block(int l, const std::vector<SeqChunk>& batch, int6
             cos_.data(), sin_.data());
   store_kv(l, batch);
 
-  AttnParams p;
-  p.n_heads = c_.n_heads;
-  p.scale = float(1.0 / std::sqrt(double(c_.head_dim)));
-  p.window = c_.sliding_window;
-  p.q_stride = c_.qkv_dim();
-  p.out_stride = c_.q_dim();
-  ops::attention(ctx_, attn_.data(), qkv_.data(), seqs_.data(), int(seqs_.size()), cache_.layer(l), p);
+  ops::attention(ctx_, attn_.data(), qkv_.data(), seqs_.data(), int(seqs_.size()), cache_.layer(l), attn_params(c_));
 
   ops::matmul(ctx_, proj_.data(), attn_.data(), T, L.o, precision_);
   ops::add(ctx_, x_.data(), proj_.data(), T * c_.hidden);

@@ -402,7 +402,7 @@ Status VulkanForward::write_inputs(const Piece& piece, Shape* shape) {
   int64_t max_q = 0;
   for (const SeqChunk& s : piece.chunks) max_q = std::max(max_q, s.n);
   const bool per_chunk = max_q >= kPrefillAttnMinQ && !batch_invariant() &&
-                         vulkan::ops::flash_attention_supported(*ctx_, kv_[0], attn_params());
+                         vulkan::ops::flash_attention_supported(*ctx_, kv_[0], attn_params(c_));
   int64_t t = 0, table_off = 0, max_len = 1, top_row = 0, full_row = piece.top_rows, c = 0, d = 0, chunk_q = 0;
   int k = 0;
   for (const SeqChunk& s : piece.chunks) {
@@ -509,16 +509,6 @@ Status VulkanForward::linear(CommandList& cl, const BufferSlice& y, int64_t ldy,
   return vulkan::ops::add(cl, y, tmp, n * w.rows);
 }
 
-AttnParams VulkanForward::attn_params() const {
-  AttnParams ap;
-  ap.n_heads = c_.n_heads;
-  ap.scale = float(1.0 / std::sqrt(double(c_.head_dim)));
-  ap.window = c_.sliding_window;
-  ap.q_stride = c_.qkv_dim();
-  ap.out_stride = c_.q_dim();
-  return ap;
-}
-
 Status VulkanForward::record(CommandList& cl, const Shape& s) {
   namespace ops = vulkan::ops;
   const int64_t T = s.tokens, H = c_.hidden, V = c_.vocab, QKV = c_.qkv_dim(), F = c_.ffn;
@@ -541,7 +531,7 @@ Status VulkanForward::record(CommandList& cl, const Shape& s) {
   decode_seqs.meta = meta_.slice(uint64_t(kMaxStepTokens) * sizeof(vulkan::SeqMeta), uint64_t(T) * sizeof(vulkan::SeqMeta));
   decode_seqs.n_seqs = int(s.attn_decode);
   decode_seqs.max_n_q = 1;
-  const AttnParams ap = attn_params();
+  const AttnParams ap = attn_params(c_);
   const float eps = float(c_.rms_eps);
 
   // Output fusions of the q4 matvec (where this step's projections run on it): RoPE + KV store

@@ -97,7 +97,6 @@ class VulkanForward : public Forward {
   Status run_piece(const Piece& piece, float* logits, const TopK* top);
   Status write_inputs(const Piece& piece, Shape* shape);
   Result<vulkan::CommandList*> recording(const Shape& s);
-  AttnParams attn_params() const;
   Status record(vulkan::CommandList& cl, const Shape& s);
   Status linear(vulkan::CommandList& cl, const vulkan::BufferSlice& y, int64_t ldy, const vulkan::BufferSlice& x,
                 int64_t ldx, int64_t n, const std::vector<vulkan::GpuWeight>& parts, const vulkan::MatmulFusion& f);
