@@ -94,16 +94,18 @@ void attention_impl(float* out, const float* q, const AttnSeq& seq, const KvLaye
   // Pairs in kv-head-major order: the pairs of one kv head are consecutive, and kv heads are
   // taken in cache order, so a tile reads each block's rows front to back.
   const int64_t nq = i1 - i0, per_kv = nq * group, n_pairs = (kh1 - kh0) * per_kv;
-  // Element offsets of keys [ja, jb] of kv head kh (off[0] is key ja).
-  auto offsets = [&](int kh, int64_t ja, int64_t jb) {
+  int64_t next_off[kTile];
+  // Element offsets of keys [ja, jb] of kv head kh into dst (dst[0] is key ja).
+  auto offsets_to = [&](int64_t* dst, int kh, int64_t ja, int64_t jb) {
     if (contiguous) {
       const int64_t o = int64_t(seq.block_table[ja / kv.block_size]) * kv.block_stride + kh * kv.head_stride +
                         (ja % kv.block_size) * hd;
-      for (int64_t j = ja; j <= jb; ++j) off[j - ja] = o + (j - ja) * hd;
+      for (int64_t j = ja; j <= jb; ++j) dst[j - ja] = o + (j - ja) * hd;
     } else {
-      key_offsets(off, seq, kv, kh, ja, jb);
+      key_offsets(dst, seq, kv, kh, ja, jb);
     }
   };
+  auto offsets = [&](int kh, int64_t ja, int64_t jb) { offsets_to(off, kh, ja, jb); };
   for (int64_t pt = 0; pt < n_pairs; pt += kPairs) {
     const int np = int(imin(kPairs, n_pairs - pt));
     int64_t lo_min = INT64_MAX, hi_max = -1;
@@ -125,19 +127,11 @@ void attention_impl(float* out, const float* q, const AttnSeq& seq, const KvLaye
     }
     for (int64_t j0 = lo_min / kTile * kTile; j0 <= hi_max; j0 += kTile) {
       const int64_t ja = imax(j0, lo_min), jb = imin(j0 + kTile - 1, hi_max);
-      // The next tile's rows for every kv head of the pass, prefetched while this one computes
-      // (the cache's blocks are scattered: the hardware prefetcher cannot guess them).
+      // The next tile's rows of each kv head are prefetched as that head's rows of this tile are
+      // computed (the cache's blocks are scattered: the hardware prefetcher cannot guess them),
+      // one head at a time: a whole pass's worth at once (32 heads x 6 KiB) overflowed the
+      // core's miss queues and most prefetches were dropped.
       const int64_t na = j0 + kTile, nb = imin(j0 + 2 * kTile - 1, hi_max);
-      if (na <= nb) {
-        for (int kh = pkh[0]; kh <= pkh[np - 1]; ++kh) {
-          offsets(kh, na, nb);
-          for (int64_t j = na; j <= nb; j += contiguous ? kTile : 1) {
-            const int64_t bytes = contiguous ? (nb - na + 1) * row_bytes : row_bytes;
-            prefetch_row(kv.k, off[j - na] * elem, bytes);
-            prefetch_row(kv.v, off[j - na] * elem, bytes);
-          }
-        }
-      }
       for (int k0 = 0; k0 < np;) {
         // The pairs [k0, k1) of one kv head. One pair (decode without GQA) reads the cache
         // directly; several share a converted copy. The values are the same either way (f16 ->
@@ -146,6 +140,14 @@ void attention_impl(float* out, const float* q, const AttnSeq& seq, const KvLaye
         int k1 = k0 + 1;
         while (k1 < np && pkh[k1] == kh) ++k1;
         offsets(kh, ja, jb);
+        if (na <= nb) {
+          offsets_to(next_off, kh, na, nb);
+          for (int64_t j = na; j <= nb; j += contiguous ? kTile : 1) {
+            const int64_t bytes = contiguous ? (nb - na + 1) * row_bytes : row_bytes;
+            prefetch_row(kv.k, next_off[j - na] * elem, bytes);
+            prefetch_row(kv.v, next_off[j - na] * elem, bytes);
+          }
+        }
         const bool direct = k1 - k0 == 1;
         if (!direct) {
           for (int64_t j = ja; j <= jb; ++j) {
