@@ -73,11 +73,18 @@ const CoopTuning& coop_env() {
   }();
   return t;
 }
-// Split K is used until a dispatch has this many workgroups (an H100/H200 has 132 multiprocessors;
-// a decode-sized grid of 48-256 tiles leaves most of them idle or latency-bound otherwise).
-// Many small workgroups: each keeps one step of loads in flight, so the bytes in flight (and the
-// bandwidth) grow with their number.
-constexpr uint64_t kCoopTargetWorkgroups = 2048;
+// Split K is used until a dispatch has about this many workgroups (an H100/H200 has 132
+// multiprocessors; a decode-sized grid of 48-256 tiles leaves most of them idle or latency-bound
+// otherwise). More workgroups keep more loads in flight but write more partial tiles; measured on
+// the H200 (bench/RESULTS.md), 512 was best at 16 tokens and 1024 at 20-32 (2048: 3-8% slower).
+uint64_t coop_target_workgroups(int64_t n) {
+  static const long long env = [] {  // PENSIEVE_VK_COOP_WGS overrides it (tuning runs)
+    const char* e = std::getenv("PENSIEVE_VK_COOP_WGS");
+    return e ? std::atoll(e) : 0;
+  }();
+  if (env > 0) return uint64_t(env);
+  return n <= 16 ? 512 : 1024;
+}
 int64_t coop_q4_min_tokens() { return coop_env().min_tokens ? coop_env().min_tokens : kCoopQ4MinTokens; }
 
 int64_t elem_bytes(DType t) { return t == DType::f32 ? 4 : 2; }
@@ -416,7 +423,7 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
     } else {
       // Enough workgroups to fill the GPU (prefill: two per multiprocessor), at least 2 steps each,
       // and within the scratch.
-      const uint64_t want = detail::ceil_div(n > 64 ? 264 : kCoopTargetWorkgroups, tiles);
+      const uint64_t want = detail::ceil_div(n > 64 ? 264 : coop_target_workgroups(n), tiles);
       const uint64_t by_scratch = Context::kSplitKPartialBytes / (tiles * bm * bn * 4);
       split = uint32_t(std::clamp<uint64_t>(std::min({want, steps / 2, by_scratch, uint64_t(16)}), 1, 16));
       if (tiles > Context::kSplitKCounters) split = 1;
