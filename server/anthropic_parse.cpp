@@ -96,30 +96,26 @@ Result<ChatRequest> parse_anthropic_messages(const json& body, const ParseOption
     system.push_back(std::move(*text));
   }
 
-  const json* messages = field(body, "messages");
-  if (!messages) return errorf("messages: field required");
-  if (!messages->is_array()) return type_error("messages", "an array", *messages);
-  if (messages->empty()) return errorf("messages: at least one message is required");
+  auto messages = messages_array(body);
+  if (!messages) return std::move(messages).take_error();
   std::vector<ChatMessage> turns;
-  for (size_t i = 0; i < messages->size(); ++i) {
-    const json& m = (*messages)[i];
+  for (size_t i = 0; i < (*messages)->size(); ++i) {
+    const json& m = (**messages)[i];
     std::string path = "messages." + std::to_string(i);
-    if (!m.is_object()) return type_error(path, "a message object", m);
-    auto role = opt_string(m, "role", path + ".role");
+    auto role = message_role(m, path);
     if (!role) return std::move(role).take_error();
-    if (!*role) return errorf("%s.role: field required", path.c_str());
-    if (**role != "user" && **role != "assistant" && **role != "system")
+    if (*role != "user" && *role != "assistant" && *role != "system")
       return errorf("%s.role: \"%s\" is not one of \"user\", \"assistant\", \"system\"", path.c_str(),
-                    role->value().c_str());
+                    role->c_str());
     const json* content = field(m, "content");
     if (!content) return errorf("%s.content: field required", path.c_str());
-    bool is_system = **role == "system";
+    bool is_system = *role == "system";
     auto text = content_text(*content, path + ".content", is_system, o);
     if (!text) return std::move(text).take_error();
     if (is_system && turns.empty()) {
       system.push_back(std::move(*text));
     } else {
-      turns.push_back({**role, std::move(*text), std::nullopt});
+      turns.push_back({*role, std::move(*text), std::nullopt});
     }
   }
   std::string sys = join(system);

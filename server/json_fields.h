@@ -61,6 +61,25 @@ inline Result<std::optional<bool>> opt_bool(const json& obj, const char* key, co
   return std::optional<bool>(v->get<bool>());
 }
 
+// body.messages, which both APIs require to be a non-empty array.
+inline Result<const json*> messages_array(const json& body) {
+  const json* messages = field(body, "messages");
+  if (!messages) return errorf("messages: field required");
+  if (!messages->is_array()) return type_error("messages", "an array", *messages);
+  if (messages->empty()) return errorf("messages: at least one message is required");
+  return messages;
+}
+
+// The role of message `path` (messages.i): the message must be an object with a string role; the
+// caller checks which roles its API accepts.
+inline Result<std::string> message_role(const json& m, const std::string& path) {
+  if (!m.is_object()) return type_error(path, "a message object", m);
+  auto role = opt_string(m, "role", path + ".role");
+  if (!role) return std::move(role).take_error();
+  if (!*role) return errorf("%s.role: field required", path.c_str());
+  return **role;
+}
+
 // Assigns an optional field to `out` when present; returns the error otherwise.
 #define PENSIEVE_FIELD(reader, obj, key, path, out)        \
   do {                                                     \

@@ -57,19 +57,15 @@ Result<ChatRequest> parse_openai_chat(const json& body, const ParseOptions& o) {
   if (!*model) return errorf("model: field required");
   r.model = **model;
 
-  const json* messages = field(body, "messages");
-  if (!messages) return errorf("messages: field required");
-  if (!messages->is_array()) return type_error("messages", "an array", *messages);
-  if (messages->empty()) return errorf("messages: at least one message is required");
+  auto messages = messages_array(body);
+  if (!messages) return std::move(messages).take_error();
   std::vector<ChatMessage> turns;
-  for (size_t i = 0; i < messages->size(); ++i) {
-    const json& m = (*messages)[i];
+  for (size_t i = 0; i < (*messages)->size(); ++i) {
+    const json& m = (**messages)[i];
     std::string path = "messages." + std::to_string(i);
-    if (!m.is_object()) return type_error(path, "a message object", m);
-    auto role = opt_string(m, "role", path + ".role");
+    auto role = message_role(m, path);
     if (!role) return std::move(role).take_error();
-    if (!*role) return errorf("%s.role: field required", path.c_str());
-    std::string rl = **role;
+    std::string rl = std::move(*role);
     if (rl != "system" && rl != "developer" && rl != "user" && rl != "assistant" && rl != "tool")
       return errorf("%s.role: \"%s\" is not one of \"system\", \"developer\", \"user\", \"assistant\", \"tool\"",
                     path.c_str(), rl.c_str());
