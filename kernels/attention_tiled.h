@@ -9,7 +9,7 @@
 // and out = acc / l. A pair's sequence of operations depends only on its own position, so a
 // query gives the same bits alone or in any chunk.
 //
-// The including ISA file passes a vector type Vec with: W (lanes), V (the register type),
+// The including ISA file passes its vector type (Avx2Vec, NeonVec in simd_*.h) with: W (lanes), V,
 // load / store (aligned f32), loadu, load_f16 (W halves), set1, mul, fma(a, b, c) = a·b + c, sub,
 // div, exp, hsum, hmax, first (lane 0) and visible(s, x) = x where s != -inf, else 0. Internal
 // linkage, as everything the ISA files include (isa_helpers.h says why).

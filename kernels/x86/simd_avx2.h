@@ -82,5 +82,29 @@ inline __m256 exp_ps(__m256 x) {
   return _mm256_mul_ps(_mm256_mul_ps(p, pow2i(n1)), pow2i(_mm256_sub_epi32(ni, n1)));
 }
 
+// The vector type of the kernels shared with the NEON table (kernels/attention_tiled.h,
+// kernels/matmul_dense_tiled.h): 8 f32 lanes.
+struct Avx2Vec {
+  static constexpr int W = 8;
+  using V = __m256;
+  static V zero() { return _mm256_setzero_ps(); }
+  static V load(const float* p) { return _mm256_load_ps(p); }
+  static V loadu(const float* p) { return _mm256_loadu_ps(p); }
+  static V load_f16(const uint16_t* p) { return load8_f16(p); }
+  template <DType S>
+  static V load_scalars(const void* base, int64_t i) { return load8<S>(base, i); }
+  static void store(float* p, V v) { _mm256_store_ps(p, v); }
+  static V set1(float x) { return _mm256_set1_ps(x); }
+  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
+  static V div(V a, V b) { return _mm256_div_ps(a, b); }
+  static V exp(V x) { return exp_ps(x); }
+  static float hsum(V v) { return pensieve::hsum(v); }
+  static float hmax(V v) { return pensieve::hmax(v); }
+  static float first(V v) { return _mm256_cvtss_f32(v); }
+  static V visible(V s, V x) { return _mm256_and_ps(_mm256_cmp_ps(s, _mm256_set1_ps(-kInf), _CMP_NEQ_OQ), x); }
+};
+
 }  // namespace
 }  // namespace pensieve
