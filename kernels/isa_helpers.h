@@ -31,5 +31,17 @@ inline const uint8_t* row_bytes(const WeightMatrix& w, int64_t r) {
 inline const uint32_t* row_words(const WeightMatrix& w, int64_t r) { return reinterpret_cast<const uint32_t*>(row_bytes(w, r)); }
 inline int scalar_bytes(DType t) { return t == DType::f32 ? 4 : 2; }  // f32 / f16 / bf16
 
+// Calls f.template operator()<Bits, S>() for a quantized weight's bits (4 or 8) and scale type
+// (f16, bf16, else f32): the quantized kernels' one dispatch to their compile-time variants.
+template <class F>
+PENSIEVE_INLINE void dispatch_q(const WeightMatrix& w, F&& f) {
+  const bool q4 = w.dtype == DType::q4;
+  switch (w.scale_dtype) {
+    case DType::f16: return q4 ? f.template operator()<4, DType::f16>() : f.template operator()<8, DType::f16>();
+    case DType::bf16: return q4 ? f.template operator()<4, DType::bf16>() : f.template operator()<8, DType::bf16>();
+    default: return q4 ? f.template operator()<4, DType::f32>() : f.template operator()<8, DType::f32>();
+  }
+}
+
 }  // namespace
 }  // namespace pensieve

@@ -13,6 +13,8 @@
 //   q8 block: 32 bytes (value p = byte p) against the block in natural order.
 #pragma once
 
+#include <type_traits>
+
 #include "kernels/arm/simd_neon.h"
 #include "kernels/ref/ref.h"
 
@@ -121,12 +123,10 @@ void act8_impl(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, int
 
 template <class Dot4, class Dot8>
 void act8_dispatch(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, int64_t r0, int64_t r1) {
-  const bool q4 = w.dtype == DType::q4;
-  switch (w.scale_dtype) {
-    case DType::f16: return q4 ? act8_impl<4, DType::f16, Dot4>(y, ldy, a, w, r0, r1) : act8_impl<8, DType::f16, Dot8>(y, ldy, a, w, r0, r1);
-    case DType::bf16: return q4 ? act8_impl<4, DType::bf16, Dot4>(y, ldy, a, w, r0, r1) : act8_impl<8, DType::bf16, Dot8>(y, ldy, a, w, r0, r1);
-    default: return q4 ? act8_impl<4, DType::f32, Dot4>(y, ldy, a, w, r0, r1) : act8_impl<8, DType::f32, Dot8>(y, ldy, a, w, r0, r1);
-  }
+  dispatch_q(w, [&]<int Bits, DType S>() {
+    using Dot = std::conditional_t<Bits == 4, Dot4, Dot8>;
+    act8_impl<Bits, S, Dot>(y, ldy, a, w, r0, r1);
+  });
 }
 
 }  // namespace

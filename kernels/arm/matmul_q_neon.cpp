@@ -146,12 +146,7 @@ void prepare_act_neon(ActF32& a, const float* x, int64_t ldx, int64_t t0, int64_
 }
 
 void matmul_q_neon(float* y, int64_t ldy, const ActF32& a, const WeightMatrix& w, int64_t r0, int64_t r1) {
-  const bool q4 = w.dtype == DType::q4;
-  switch (w.scale_dtype) {
-    case DType::f16: return q4 ? matmul_q_impl<4, DType::f16>(y, ldy, a, w, r0, r1) : matmul_q_impl<8, DType::f16>(y, ldy, a, w, r0, r1);
-    case DType::bf16: return q4 ? matmul_q_impl<4, DType::bf16>(y, ldy, a, w, r0, r1) : matmul_q_impl<8, DType::bf16>(y, ldy, a, w, r0, r1);
-    default: return q4 ? matmul_q_impl<4, DType::f32>(y, ldy, a, w, r0, r1) : matmul_q_impl<8, DType::f32>(y, ldy, a, w, r0, r1);
-  }
+  dispatch_q(w, [&]<int Bits, DType S>() { matmul_q_impl<Bits, S>(y, ldy, a, w, r0, r1); });
 }
 
 }  // namespace pensieve
