@@ -74,7 +74,9 @@ Result<std::unique_ptr<VulkanForward>> VulkanForward::create(const ModelConfig& 
 
 Status VulkanForward::init() {
   PENSIEVE_TRY(upload_weights());
-  return allocate();
+  PENSIEVE_TRY(allocate());
+  chunk_attention_ = !batch_invariant() && vulkan::ops::flash_attention_supported(*ctx_, kv_[0], attn_params(c_));
+  return Status::Ok();
 }
 
 // ---- Setup -----------------------------------------------------------------------------------
@@ -401,8 +403,7 @@ Status VulkanForward::write_inputs(const Piece& piece, Shape* shape) {
   // split-K decode kernel spreads over the GPU) per token, from meta[kMaxStepTokens + i].
   int64_t max_q = 0;
   for (const SeqChunk& s : piece.chunks) max_q = std::max(max_q, s.n);
-  const bool per_chunk = max_q >= kPrefillAttnMinQ && !batch_invariant() &&
-                         vulkan::ops::flash_attention_supported(*ctx_, kv_[0], attn_params(c_));
+  const bool per_chunk = chunk_attention_ && max_q >= kPrefillAttnMinQ;
   int64_t t = 0, table_off = 0, max_len = 1, top_row = 0, full_row = piece.top_rows, c = 0, d = 0, chunk_q = 0;
   int k = 0;
   for (const SeqChunk& s : piece.chunks) {

@@ -125,6 +125,9 @@ class VulkanForward : public Forward {
   std::vector<vulkan::GpuKv> kv_;
   // Activations (device).
   vulkan::Buffer x_, xn_, qkv_, attn_, gu_, act_, proj_, xl_, logits_, attn_scratch_, topv_, topi_, topk_scratch_;
+  // Prefill chunks may take the tensor-core attention: the step is not batch-invariant anyway
+  // (tensor-core matmuls) and the device and cache layout support it (set by init()).
+  bool chunk_attention_ = false;
   uint64_t attn_scratch_bytes_ = 0;
   // Per-step inputs (host-visible) and results (host-readable).
   vulkan::Buffer ids_, slots_, cos_, sin_, meta_, tables_, gidx_;
