@@ -1,17 +1,19 @@
 // pensieve-vulkan-bench: Vulkan op microbenchmarks with GPU timestamps.
 //
-//   pensieve-vulkan-bench [--device auto|vulkan:N] [--quick] [--sweep] [--check]
+//   pensieve-vulkan-bench [--device auto|vulkan:N] [--quick] [--sweep] [--check] [--batched]
 //
 // Prints one line per case: median GPU time per dispatch (timestamps around each dispatch of a
 // recorded list of back-to-back dispatches), bytes actually read per dispatch, GB/s, GFLOP/s, and
 // for memory-bound ops the percentage of the read bandwidth measured by a probe in the same run.
 // Weights are random (never zeros) and rotated over enough copies (>= 256 MiB) that the GPU's L2
 // cache cannot hold them, so matvec numbers are DRAM numbers. --sweep also tries matvec workgroup
-// shapes; --check compares each matvec's output with the CPU reference on a few rows.
+// shapes; --check compares each matvec's output with the CPU reference on a few rows; --batched
+// runs only the Phi-3-mini projections at batched-decode sizes (16, 20, 32 tokens: mmq4_coop).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <random>
@@ -30,7 +32,7 @@ namespace {
 
 struct Args {
   std::string device = "auto";
-  bool quick = false, sweep = false, check = false;
+  bool quick = false, sweep = false, check = false, batched = false;
 };
 
 [[noreturn]] void die(const std::string& msg) {
@@ -255,7 +257,9 @@ void check_invariance(Context& ctx, const GpuWeight& g, int64_t n) {
 
 void bench_matvec(Context& ctx, const Args& a, int64_t k, int64_t n_out, const std::vector<int64_t>& batches) {
   HostQ4 h = random_q4(n_out, k);
-  WeightCopies wc = make_copies(ctx, h, n_out, k, 256ull << 20);
+  // PENSIEVE_BENCH_L2=1: one copy of the weights, read from L2 where it fits (isolates DRAM effects).
+  const bool l2 = std::getenv("PENSIEVE_BENCH_L2") != nullptr;
+  WeightCopies wc = make_copies(ctx, h, n_out, k, l2 ? 0 : 256ull << 20);
   int64_t max_n = *std::max_element(batches.begin(), batches.end());
   std::vector<float> x = random_floats(size_t(max_n * k));
   VBuffer bx = device_buffer(ctx, x.size() * 4, "x");
@@ -263,7 +267,7 @@ void bench_matvec(Context& ctx, const Args& a, int64_t k, int64_t n_out, const s
   VBuffer by = device_buffer(ctx, size_t(max_n * n_out) * 4, "y");
   const uint64_t yo_stride = align256(uint64_t(n_out) * 4);
   VBuffer byo = device_buffer(ctx, 24 * yo_stride, "y (overlapped)");
-  const int copies = int(wc.w.size());
+  const int copies = l2 ? 1 : int(wc.w.size());
   std::string shape = std::to_string(k) + "->" + std::to_string(n_out);
 
   // The default, the generic kernel (matvec.comp) for comparison, and with --sweep the q4 kernel's
@@ -386,7 +390,8 @@ int main(int argc, char** argv) {
     else if (s == "--quick") a.quick = true;
     else if (s == "--sweep") a.sweep = true;
     else if (s == "--check") a.check = true;
-    else die("usage: pensieve-vulkan-bench [--device auto|vulkan:N] [--quick] [--sweep] [--check]");
+    else if (s == "--batched") a.batched = true;
+    else die("usage: pensieve-vulkan-bench [--device auto|vulkan:N] [--quick] [--sweep] [--check] [--batched]");
   }
   ContextOptions o;
   o.device = a.device;
@@ -408,6 +413,11 @@ int main(int argc, char** argv) {
       CHECK_OK(cl->end());
       CHECK_OK(cl->submit_and_wait());
     }
+  }
+  if (a.batched) {  // Phi-3-mini qkv, o_proj, gate_up, down
+    for (auto [k, n_out] : {std::pair<int64_t, int64_t>{3072, 9216}, {3072, 3072}, {3072, 16384}, {8192, 3072}})
+      bench_matvec(*ctx, a, k, n_out, {16, 20, 32});
+    return 0;
   }
   std::vector<int64_t> batches = a.quick ? std::vector<int64_t>{1} : std::vector<int64_t>{1, 2, 4, 8, 16, 32};
   // Phi-3-mini shapes (k -> n): qkv, o_proj, gate_up, down, lm_head.

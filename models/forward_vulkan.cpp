@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 namespace pensieve {
@@ -241,6 +242,7 @@ Status VulkanForward::allocate() {
   const std::vector<Want> wants = {
       {&x_, uint64_t(T * H) * 4, MemoryKind::device, "activations"},
       {&xn_, uint64_t(T * H) * 4, MemoryKind::device, "activations"},
+      {&ssq_, uint64_t(T * vulkan::ops::coop_ssq_row(H, 1)) * 4, MemoryKind::device, "activations"},
       {&proj_, uint64_t(T * H) * 4, MemoryKind::device, "activations"},
       {&qkv_, uint64_t(T * c_.qkv_dim()) * 4, MemoryKind::device, "activations"},
       {&attn_, uint64_t(T * c_.q_dim()) * 4, MemoryKind::device, "activations"},
@@ -488,6 +490,8 @@ Status VulkanForward::linear(CommandList& cl, const BufferSlice& y, int64_t ldy,
   const GpuWeight& w = parts[0];
   const std::string kern = vulkan::ops::matmul_kernel(*ctx_, ldx, n, w, precision_);
   if (kern == "matvec") return vulkan::ops::matmul(cl, y, ldy, x, ldx, n, w, precision_, {}, f);
+  if (f.norm.valid() && f.ssq.valid())  // the tensor-core matmul normalises x itself (see record())
+    return vulkan::ops::matmul(cl, y, ldy, x, ldx, n, w, precision_, {}, {.norm = f.norm, .eps = f.eps, .ssq = f.ssq});
   BufferSlice in = x;
   int64_t ld = ldx;
   if (f.norm.valid()) {
@@ -503,6 +507,7 @@ Status VulkanForward::linear(CommandList& cl, const BufferSlice& y, int64_t ldy,
   if (kern == "mmq4_coop") {  // it adds into y itself
     vulkan::MatmulFusion acc;
     acc.accumulate = true;
+    acc.ssq = f.ssq;
     return vulkan::ops::matmul(cl, y, ldy, in, ld, n, w, precision_, {}, acc);
   }
   BufferSlice tmp = proj_.slice(0, uint64_t(n * w.rows) * 4);
@@ -545,6 +550,22 @@ Status VulkanForward::record(CommandList& cl, const Shape& s) {
                          ops::matmul_fuses(*ctx_, H, T, layers_[0].gate_up[0], precision_, false) &&
                          std::string(ops::matmul_kernel(*ctx_, F, T, layers_[0].down, precision_)) == "matvec";
 
+  // The tensor-core path's norm fusion (batched decode, up to 64 tokens: there the rmsnorm
+  // dispatches cost ~10% of a step): o_proj and down, which add into the residual stream, also
+  // write its sums of squares per row tile, and the next qkv / gate_up normalise their x from them
+  // (shaders/mmq4_coop.comp). Layer 0's qkv reads the embeddings, normalised by a dispatch.
+  const auto coop = [&](int64_t ldx, const vulkan::GpuWeight& w) {
+    return std::string(ops::matmul_kernel(*ctx_, ldx, T, w, precision_)) == "mmq4_coop";
+  };
+  static const bool norm_fusion_off = [] {  // PENSIEVE_VK_NORM_FUSION=0: A/B runs
+    const char* e = std::getenv("PENSIEVE_VK_NORM_FUSION");
+    return e && std::string(e) == "0";
+  }();
+  const bool fuse_norm = !norm_fusion_off && T <= 64 && !layers_.empty() && coop(H, layers_[0].qkv[0]) && coop(c_.q_dim(), layers_[0].o) &&
+                         coop(H, layers_[0].gate_up[0]) && coop(F, layers_[0].down) &&
+                         ops::coop_ssq_fits(layers_[0].o) && ops::coop_ssq_fits(layers_[0].down);
+  const BufferSlice ssq = fuse_norm ? ssq_.slice(0, uint64_t(T * ops::coop_ssq_row(H, T)) * 4) : BufferSlice{};
+
   PENSIEVE_TRY(cl.begin());
   cl.set_scope("embed");
   PENSIEVE_TRY(ops::embed(cl, x, ids, T, embed_));
@@ -554,6 +575,7 @@ Status VulkanForward::record(CommandList& cl, const Shape& s) {
     cl.set_scope("qkv");
     f.norm = L.attn_norm;
     f.eps = eps;
+    f.ssq = l > 0 ? ssq : BufferSlice{};
     vulkan::RopeStoreFusion rs{cs, sn, slots, kv_[size_t(l)], c_.n_heads, rot};
     if (fuse_rope) {
       f.rope = &rs;
@@ -572,14 +594,15 @@ Status VulkanForward::record(CommandList& cl, const Shape& s) {
       PENSIEVE_TRY(ops::attention(cl, attn, qkv, seqs, kv_[size_t(l)], ap, attn_scratch_.whole()));
     }
     cl.set_scope("o_proj");
-    PENSIEVE_TRY(linear(cl, x, H, attn, c_.q_dim(), T, {L.o}, {.accumulate = true}));
+    PENSIEVE_TRY(linear(cl, x, H, attn, c_.q_dim(), T, {L.o}, {.accumulate = true, .ssq = ssq}));
     cl.set_scope("gate_up");
     f.norm = L.mlp_norm;
     f.silu_pairs = fuse_silu;
+    f.ssq = ssq;
     PENSIEVE_TRY(linear(cl, gu, fuse_silu ? F : 2 * F, x, H, T, L.gate_up, f));
     cl.set_scope("down");
-    if (fuse_silu) PENSIEVE_TRY(linear(cl, x, H, gu, F, T, {L.down}, {.accumulate = true}));
-    else PENSIEVE_TRY(linear(cl, x, H, gu, 2 * F, T, {L.down}, {.silu_offset = F, .accumulate = true}));
+    if (fuse_silu) PENSIEVE_TRY(linear(cl, x, H, gu, F, T, {L.down}, {.accumulate = true, .ssq = ssq}));
+    else PENSIEVE_TRY(linear(cl, x, H, gu, 2 * F, T, {L.down}, {.silu_offset = F, .accumulate = true, .ssq = ssq}));
   }
   // Rows that want logits: top-k rows first (their logits slice starts at offset 0, aligned for
   // binding), then full rows.

@@ -125,6 +125,7 @@ class VulkanForward : public Forward {
   std::vector<vulkan::GpuKv> kv_;
   // Activations (device).
   vulkan::Buffer x_, xn_, qkv_, attn_, gu_, act_, proj_, xl_, logits_, attn_scratch_, topv_, topi_, topk_scratch_;
+  vulkan::Buffer ssq_;  // the tensor-core path's norm fusion: sums of squares of x per token and row tile
   // Prefill chunks may take the tensor-core attention: the step is not batch-invariant anyway
   // (tensor-core matmuls) and the device and cache layout support it (set by init()).
   bool chunk_attention_ = false;

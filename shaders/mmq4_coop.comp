@@ -15,13 +15,18 @@
 // cores.
 //
 // Steps. K advances KU units (32 * KU columns) per step:
-//   - invocation i < BM * KU loads one 16-byte unit (row i % BM, unit i / BM) and its scale and
-//     bias; invocations load x in octets (8 floats of one token);
-//   - the registers of step k + 1 are loaded before the fragments of step k are multiplied, and
-//     dequantized / rounded into the (single) shared tile after the next barrier, so each step's
-//     global loads are in flight during the previous step's multiplies.
-// Rows of the shared tiles are KU * 32 halves + 8 of padding (80 or 144 bytes: 8 consecutive rows
-// start in 8 different 16-byte bank groups).
+//   - the BM * KU weight units of a step are spread over the invocations, UPT = BM * KU / WG
+//     (rounded up, <= 4) each: unit v = tid + j * WG (j < UPT) is row v / KU, unit v % KU
+//     (RMAP = 1: KU neighbouring lanes read one row's KU * 16 contiguous bytes) or row v % BM,
+//     unit v / BM (RMAP = 0: a warp's lanes read 32 rows); each with its scale and bias.
+//     Invocations load x in octets (8 floats of one token);
+//   - the registers of step k + DEPTH are loaded before the fragments of step k are multiplied,
+//     and dequantized / rounded into the (single) shared tile after a later barrier, so each
+//     step's global loads are in flight during the previous DEPTH steps (DEPTH = 2: two register
+//     sets, for small token blocks, whose time is load latency: a workgroup's few steps are a
+//     chain of load, dequantize, barrier, multiply; shared memory limits how many run per SM).
+// Rows of the shared tiles are KU * 32 halves + 8 of padding (KU * 64 + 16 bytes: 8 consecutive
+// rows start in 8 different 16-byte bank groups).
 //
 // Split K (SPLIT > 1, for small grids: batched decode). Grid y is token block * SPLIT + split;
 // split s covers steps [s * steps / SPLIT, (s + 1) * steps / SPLIT). Each workgroup stores its
@@ -30,11 +35,19 @@
 // arrives last: the result is deterministic) into y and resets the counter for the next dispatch.
 // Without a split each subgroup passes its fragments through its own 16 x 16 f32 scratch in
 // shared memory so that y is written with bounds checks, contiguous along rows.
+//
+// Norm fusion (batched decode: rmsnorm of the residual stream without its own dispatch). The
+// projections that add into the residual stream (o_proj, down: ACC = 1, SPLIT > 1) are its
+// producers: with SSQ_OUT the last workgroup of each tile also writes, per token, the sum of
+// squares of the tile's new y rows to SSQ[token][row tile] (rows padded with zeros to a multiple
+// of 4). A consumer (qkv, gate_up: NORM = 1) sums its tokens' SSQ rows in a fixed order, 4 tiles
+// per load (deterministic), and stages x * inv_rms * G instead of x.
 #extension GL_GOOGLE_include_directive : require
 #extension GL_NV_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
 #extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_shuffle : require
 #extension GL_EXT_control_flow_attributes : require
 
 layout(local_size_x_id = 0) in;
@@ -45,8 +58,12 @@ layout(constant_id = 3) const uint WM = 2;     // subgroups along rows (NW / WM 
 layout(constant_id = 4) const uint STYPE = 1;
 layout(constant_id = 5) const uint GROUP = 64;
 layout(constant_id = 6) const uint ACC = 0;    // 1: y += result
-layout(constant_id = 7) const uint KU = 2;     // units per row per step (1 or 2); BM * KU <= WG
+layout(constant_id = 7) const uint KU = 2;     // units per row per step (1, 2, 4 or 8); BM * KU <= 4 WG
 layout(constant_id = 8) const uint SPLIT = 1;  // K splits (grid y = token blocks * SPLIT)
+layout(constant_id = 9) const uint RMAP = 1;   // unit -> (row, unit) mapping, see Steps
+layout(constant_id = 10) const uint DEPTH = 1;  // steps loaded ahead (1 or 2 register sets)
+layout(constant_id = 11) const uint NORM = 0;     // 1: x is rmsnorm(x) * G, from the SSQ sums
+layout(constant_id = 12) const uint SSQ_OUT = 0;  // 1 (SPLIT > 1): write SSQ, see Norm fusion
 
 #include "quant.glsl"
 
@@ -54,6 +71,7 @@ const uint NW = WG / 32u, WN = NW / WM;
 const uint TM = BM / WM, TN = BN / WN, FM = TM / 16u, FN = TN / 16u;  // FM, FN <= 4 (host-checked)
 const uint SK = KU * 4u + 1u;                   // shared row stride in uvec4 (8 halves each)
 const uint XO = (BN * 4u * KU + WG - 1u) / WG;  // x octets per invocation per step, <= 4
+const uint UPT = (BM * KU + WG - 1u) / WG;      // weight units per invocation per step, <= 4
 // f16 scales (MLX's usual layout): dequantize in f16 pairs (dq_pairs), which orders each word's 8
 // values 0,4,1,5,2,6,3,7 in the tile; x's octets are staged in the same order, so every product
 // still pairs a weight with its own column.
@@ -65,12 +83,18 @@ layout(binding = 2) readonly buffer Bb { uint B[]; };
 layout(binding = 3) readonly buffer Xb4 { vec4 X4[]; };
 layout(binding = 4) buffer Yb { float Y[]; };
 layout(binding = 5) coherent buffer Pb { float P[]; };   // SPLIT > 1: partial tiles
+layout(binding = 5) coherent buffer Pb4 { vec4 P4[]; };  // the same, 4 rows at a time
 layout(binding = 6) coherent buffer Cb { uint Cnt[]; };  // SPLIT > 1: arrivals per tile
+layout(binding = 7) buffer Qb { float SSQ[]; };          // [token][ssq_tiles rounded up to 4] sums of squares
+layout(binding = 7) buffer Qb4 { vec4 SSQ4[]; };         // the same, 4 tiles at a time
+layout(binding = 8) readonly buffer Gb4 { vec4 G4[]; };  // NORM: the rmsnorm weight
 
 layout(push_constant) uniform Push {
   uint rows, cols, n, ldx, ldy;
   uint row_words;
   uint groups_per_row;
+  uint ssq_tiles;  // row tiles of the SSQ rows (NORM: of the producer of x)
+  float eps;       // NORM
 } pc;
 
 // f16 tiles as uvec4 (8 halves): the cooperative-matrix loads take element offsets and strides in
@@ -79,6 +103,7 @@ shared uvec4 Ws[BM * SK];
 shared uvec4 Xs[BN * SK];
 shared float Cs[SPLIT == 1u ? NW * 256u : 1u];
 shared uint last_arrival;
+shared float inv_rms[NORM == 1u ? BN : 1u];
 
 #define FRAG fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
 #define HFRAG fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
@@ -115,10 +140,18 @@ void main() {
   const uint steps = units / KU;  // the host keeps units a multiple of KU
   const uint k_begin = split * steps / SPLIT, k_end = (split + 1u) * steps / SPLIT;
 
-  // This invocation's weight unit (invocations < BM * KU) and x octets (token, octet-in-step).
-  const bool won = tid < BM * KU;
-  const uint wi = tid % BM, wu = tid / BM;
-  const uint wr = min(row0 + wi, pc.rows - 1u);
+  // This invocation's weight units (v = tid + j * WG < BM * KU) and x octets (token, octet-in-step).
+  bool won[4];
+  uint wi[4], wu[4], wr[4];
+#define WSETUP(j)                                                       \
+  {                                                                     \
+    const uint v = tid + j * WG;                                        \
+    won[j] = j < UPT && v < BM * KU;                                    \
+    wi[j] = RMAP == 1u ? v / KU : v % BM;                               \
+    wu[j] = RMAP == 1u ? v % KU : v / BM;                               \
+    wr[j] = min(row0 + wi[j], pc.rows - 1u);                            \
+  }
+  REP4(WSETUP)
   uint xt[4], xq[4];
   bool xon[4], xok[4];
 #define XSETUP(i)                                   \
@@ -131,78 +164,126 @@ void main() {
   }
   REP4(XSETUP)
 
-  uvec4 wq = uvec4(0u);
-  float ws = 0.0, wb = 0.0;
-  f16vec2 ws2 = f16vec2(0.0hf), wb2 = f16vec2(0.0hf);
-  vec4 xa[4], xb[4];
-  // Global loads of step k (columns 32 KU k .. + 32 KU - 1).
-#define XLOAD(i, k)                                                                      \
+  // Two register sets (suffix 0 / 1) for the loads of steps k + 1 and k + 2 (DEPTH = 2).
+  uvec4 wq0[4], wq1[4];
+  float ws0[4], wb0[4], ws1[4], wb1[4];
+  f16vec2 ws20[4], wb20[4], ws21[4], wb21[4];
+  vec4 xa0[4], xb0[4], xa1[4], xb1[4];
+  vec4 ga0[4], gb0[4], ga1[4], gb1[4];  // NORM: G of the x octets
+  // Global loads of step k (columns 32 KU k .. + 32 KU - 1) into register set R.
+#define XLOAD(i, k, R)                                                                   \
   if (xon[i]) {                                                                          \
     const uint xi = ((t0 + xt[i]) * pc.ldx + (k) * KU * 32u) / 4u + 2u * xq[i];          \
-    xa[i] = xok[i] ? X4[xi] : vec4(0.0);                                                 \
-    xb[i] = xok[i] ? X4[xi + 1u] : vec4(0.0);                                            \
-  }
-#define LOAD(k)                                                                          \
-  {                                                                                      \
-    if (won) {                                                                           \
-      const uint u = (k) * KU + wu;                                                      \
-      wq = W4[wr * units + u];                                                           \
-      const uint gi = wr * pc.groups_per_row + (u * 32u) / GROUP;                        \
-      if (H16) {                                                                         \
-        ws2 = unpackFloat2x16(half_pair(S[gi >> 1u], gi));                               \
-        wb2 = unpackFloat2x16(half_pair(B[gi >> 1u], gi));                               \
-      } else {                                                                           \
-        ws = plane_value(S[plane_word(gi, STYPE)], gi, STYPE);                           \
-        wb = plane_value(B[plane_word(gi, STYPE)], gi, STYPE);                           \
-      }                                                                                  \
+    xa##R[i] = xok[i] ? X4[xi] : vec4(0.0);                                              \
+    xb##R[i] = xok[i] ? X4[xi + 1u] : vec4(0.0);                                         \
+    if (NORM == 1u) {                                                                    \
+      const uint gi = (k) * KU * 8u + 2u * xq[i];                                        \
+      ga##R[i] = G4[gi];                                                                 \
+      gb##R[i] = G4[gi + 1u];                                                            \
     }                                                                                    \
-    XLOAD(0, k) XLOAD(1, k) XLOAD(2, k) XLOAD(3, k)                                      \
   }
-  // Dequantize / round the registers into the shared tiles.
-#define WSTORE(j)                                                                        \
+#define WLOAD(j, k, R)                                                                   \
+  if (won[j]) {                                                                          \
+    const uint u = (k) * KU + wu[j];                                                     \
+    wq##R[j] = W4[wr[j] * units + u];                                                    \
+    const uint gi = wr[j] * pc.groups_per_row + (u * 32u) / GROUP;                       \
+    if (H16) {                                                                           \
+      ws2##R[j] = unpackFloat2x16(half_pair(S[gi >> 1u], gi));                           \
+      wb2##R[j] = unpackFloat2x16(half_pair(B[gi >> 1u], gi));                           \
+    } else {                                                                             \
+      ws##R[j] = plane_value(S[plane_word(gi, STYPE)], gi, STYPE);                       \
+      wb##R[j] = plane_value(B[plane_word(gi, STYPE)], gi, STYPE);                       \
+    }                                                                                    \
+  }
+#define LOAD(k, R)                                                                       \
+  {                                                                                      \
+    WLOAD(0, k, R) WLOAD(1, k, R) WLOAD(2, k, R) WLOAD(3, k, R)                          \
+    XLOAD(0, k, R) XLOAD(1, k, R) XLOAD(2, k, R) XLOAD(3, k, R)                          \
+  }
+  // Dequantize / round register set R into the shared tiles.
+#define WSTORE1(j, e, R)                                                                 \
   if (H16) {                                                                             \
-    Ws[wi * SK + wu * 4u + j] = dq_pairs(wq[j], ws2, wb2);                               \
+    Ws[wi[j] * SK + wu[j] * 4u + e] = dq_pairs(wq##R[j][e], ws2##R[j], wb2##R[j]);       \
   } else {                                                                               \
     vec4 lo, hi;                                                                         \
-    q4_unpack(wq[j], lo, hi);                                                            \
-    lo = lo * ws + wb;                                                                   \
-    hi = hi * ws + wb;                                                                   \
-    Ws[wi * SK + wu * 4u + j] = uvec4(packHalf2x16(lo.xy), packHalf2x16(lo.zw),          \
-                                      packHalf2x16(hi.xy), packHalf2x16(hi.zw));         \
+    q4_unpack(wq##R[j][e], lo, hi);                                                      \
+    lo = lo * ws##R[j] + wb##R[j];                                                       \
+    hi = hi * ws##R[j] + wb##R[j];                                                       \
+    Ws[wi[j] * SK + wu[j] * 4u + e] = uvec4(packHalf2x16(lo.xy), packHalf2x16(lo.zw),    \
+                                            packHalf2x16(hi.xy), packHalf2x16(hi.zw));   \
   }
-#define XSTORE(i)                                                                        \
+#define WSTORE(j, R) \
+  if (won[j]) { WSTORE1(j, 0, R) WSTORE1(j, 1, R) WSTORE1(j, 2, R) WSTORE1(j, 3, R) }
+#define XSTORE(i, R)                                                                     \
   if (xon[i]) {                                                                          \
-    if (H16)                                                                             \
-      Xs[xt[i] * SK + xq[i]] = uvec4(packHalf2x16(vec2(xa[i].x, xb[i].x)), packHalf2x16(vec2(xa[i].y, xb[i].y)), \
-                                     packHalf2x16(vec2(xa[i].z, xb[i].z)), packHalf2x16(vec2(xa[i].w, xb[i].w))); \
-    else                                                                                 \
-      Xs[xt[i] * SK + xq[i]] = uvec4(packHalf2x16(xa[i].xy), packHalf2x16(xa[i].zw),     \
-                                     packHalf2x16(xb[i].xy), packHalf2x16(xb[i].zw));    \
+    vec4 a = xa##R[i], b = xb##R[i];                                                     \
+    if (NORM == 1u) {                                                                    \
+      a *= xinv[i] * ga##R[i];                                                           \
+      b *= xinv[i] * gb##R[i];                                                           \
+    }                                                                                    \
+    Xs[xt[i] * SK + xq[i]] = H16 ? uvec4(packHalf2x16(vec2(a.x, b.x)), packHalf2x16(vec2(a.y, b.y)), \
+                                         packHalf2x16(vec2(a.z, b.z)), packHalf2x16(vec2(a.w, b.w))) \
+                                 : uvec4(packHalf2x16(a.xy), packHalf2x16(a.zw), packHalf2x16(b.xy), \
+                                         packHalf2x16(b.zw));                            \
   }
-#define STORE()                                                                          \
+#define STORE(R)                                                                         \
   {                                                                                      \
-    if (won) { WSTORE(0) WSTORE(1) WSTORE(2) WSTORE(3) }                                 \
-    XSTORE(0) XSTORE(1) XSTORE(2) XSTORE(3)                                              \
+    WSTORE(0, R) WSTORE(1, R) WSTORE(2, R) WSTORE(3, R)                                  \
+    XSTORE(0, R) XSTORE(1, R) XSTORE(2, R) XSTORE(3, R)                               \
   }
 
 #define DECL_C(i, j) FRAG c##i##j = FRAG(0.0);
   REP4X4(DECL_C)
 
-  if (k_begin < k_end) LOAD(k_begin)
-  for (uint k = k_begin; k < k_end; ++k) {
-    STORE()
-    barrier();
-    if (k + 1u < k_end) LOAD(k + 1u)
-    [[unroll]] for (uint kk = 0u; kk < KU * 4u; kk += 2u) {  // the k16 slices of the step, in uvec4
-      HFRAG a0, a1, a2, a3, b0, b1, b2, b3;
+  // The multiplies of the step in the shared tiles.
 #define LOAD_A(i) if (FM > i) coopMatLoadNV(a##i, Ws, (wm * TM + 16u * i) * SK + kk, SK, false);
 #define LOAD_B(j) if (FN > j) coopMatLoadNV(b##j, Xs, (wn * TN + 16u * j) * SK + kk, SK, true);
-      REP4(LOAD_A)
-      REP4(LOAD_B)
 #define MMA(i, j) if (FM > i && FN > j) c##i##j = coopMatMulAddNV(a##i, b##j, c##i##j);
-      REP4X4(MMA)
+#define MULTIPLY()                                                                        \
+  [[unroll]] for (uint kk = 0u; kk < KU * 4u; kk += 2u) {              \
+    HFRAG a0, a1, a2, a3, b0, b1, b2, b3;                                                 \
+    REP4(LOAD_A)                                                                          \
+    REP4(LOAD_B)                                                                          \
+    REP4X4(MMA)                                                                           \
+  }
+  // One step from register set R, whose next loads (step kn) are issued once the tiles hold it.
+#define STEP(kn, R)                                                                       \
+  {                                                                                       \
+    STORE(R)                                                                              \
+    barrier();                                                                            \
+    if ((kn) < k_end) LOAD(kn, R)                                                         \
+    MULTIPLY()                                                                            \
+    barrier(); /* the tiles are rewritten by the next step */                             \
+  }
+
+  // Norm fusion: 1 / rms of each token of the tile from its SSQ row (summed in order), while the
+  // first loads are in flight.
+  float xinv[4];
+#define NORM_PROLOGUE()                                                                   \
+  if (NORM == 1u) {                                                                       \
+    if (tid < BN) { /* the row's loads issued together (a loop of dependent loads cost ~9 us) */ \
+      const uint t = min(t0 + tid, pc.n - 1u), nv = (pc.ssq_tiles + 3u) / 4u;              \
+      vec4 acc = vec4(0.0);                                                               \
+      [[unroll]] for (uint j = 0u; j < 16u; ++j)                                          \
+        if (j < nv) acc += SSQ4[t * nv + j];                                              \
+      for (uint j = 16u; j < nv; ++j) acc += SSQ4[t * nv + j];                            \
+      inv_rms[tid] = inversesqrt(((acc.x + acc.y) + (acc.z + acc.w)) / float(pc.cols) + pc.eps); \
+    }                                                                                     \
+    barrier();                                                                            \
+    [[unroll]] for (uint i = 0u; i < 4u; ++i) xinv[i] = inv_rms[min(xt[i], BN - 1u)];     \
+  }
+  if (DEPTH == 1u) {
+    if (k_begin < k_end) LOAD(k_begin, 0)
+    NORM_PROLOGUE()
+    for (uint k = k_begin; k < k_end; ++k) STEP(k + 1u, 0)
+  } else {  // sets 0 / 1 hold even / odd steps (counted from k_begin), loaded two steps ahead
+    if (k_begin < k_end) LOAD(k_begin, 0)
+    if (k_begin + 1u < k_end) LOAD(k_begin + 1u, 1)
+    NORM_PROLOGUE()
+    for (uint k = k_begin; k < k_end; k += 2u) {
+      STEP(k + 2u, 0)
+      if (k + 1u < k_end) STEP(k + 3u, 1)
     }
-    barrier();  // the tiles are rewritten by the next step
   }
 
   if (SPLIT == 1u) {
@@ -239,14 +320,34 @@ void main() {
   barrier();
   if (last_arrival == 0u) return;  // uniform
   memoryBarrierBuffer();
-  const uint base = tile * SPLIT * (BM * BN);
-  for (uint e = tid; e < BM * BN; e += WG) {
-    const uint m = e % BM, t = t0 + e / BM, r = row0 + m;
-    if (r < pc.rows && t < pc.n) {
-      float v = 0.0;
-      for (uint s = 0u; s < SPLIT; ++s) v += P[base + s * (BM * BN) + e];
+  // 4 consecutive rows of one token per invocation and pass (BM is a multiple of 16), the SPLIT
+  // loads of each issued together: the last workgroup of every tile runs this after the others
+  // have finished, so its latency is the dispatch's tail.
+  const uint base4 = tile * SPLIT * (BM * BN / 4u);
+  for (uint e4 = tid; e4 < BM * BN / 4u; e4 += WG) {
+    const uint m = (4u * e4) % BM, t = t0 + (4u * e4) / BM, r = row0 + m;
+    vec4 v = vec4(0.0);
+    [[unroll]] for (uint s = 0u; s < SPLIT; ++s) v += P4[base4 + s * (BM * BN / 4u) + e4];
+    float sq = 0.0;
+    if (t < pc.n) {
       const uint yi = t * pc.ldy + r;
-      Y[yi] = ACC == 1u ? Y[yi] + v : v;
+      [[unroll]] for (uint q = 0u; q < 4u; ++q)
+        if (r + q < pc.rows) {
+          const float o = ACC == 1u ? Y[yi + q] + v[q] : v[q];
+          Y[yi + q] = o;
+          sq += o * o;
+        }
+    }
+    if (SSQ_OUT == 1u) {
+      // The BM / 4 invocations of token t (consecutive lanes of one subgroup): a fixed butterfly,
+      // read from the first of them.
+      [[unroll]] for (uint o = BM / 8u; o >= 1u; o /= 2u) sq += subgroupShuffleXor(sq, o);
+      const uint stride = (pc.ssq_tiles + 3u) & ~3u;
+      if ((tid % (BM / 4u)) == 0u && t < pc.n) {
+        SSQ[t * stride + rb] = sq;
+        if (rb + 1u == pc.ssq_tiles)  // the last tile zeroes the row's padding
+          for (uint p = pc.ssq_tiles; p < stride; ++p) SSQ[t * stride + p] = 0.0;
+      }
     }
   }
   if (tid == 0u) Cnt[tile] = 0u;

@@ -107,6 +107,10 @@ struct MatmulFusion {
   // input); rope applies RoPE to the q and k heads of y and stores k and v into the cache.
   bool silu_pairs = false;
   const RopeStoreFusion* rope = nullptr;
+  // The tensor-core q4 matmul's norm fusion (shaders/mmq4_coop.comp): with accumulate, ssq
+  // receives each token's sums of squares of the new y per row tile ([n][coop_ssq_row(rows,
+  // n)]); with norm, x is normalised from the sums in ssq (written by such a producer of x).
+  BufferSlice ssq;
 };
 
 namespace ops {
@@ -118,6 +122,12 @@ namespace ops {
 // same arithmetic. x: [n, ldx], y: [n, ldy] f32.
 Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSlice& x, int64_t ldx, int64_t n,
               const GpuWeight& w, Precision p, const MatvecTuning& tune = {}, const MatmulFusion& fusion = {});
+// Floats per token of the norm fusion's sums of squares (its row tiles, rounded up to 4), for an
+// output of `rows` rows computed by the tensor-core q4 matmul at n tokens (the consumer of those
+// sums passes the same arguments).
+int64_t coop_ssq_row(int64_t rows, int64_t n);
+// Whether that matmul can write the sums for weight w (its rows are >= 2 steps of 32 values).
+bool coop_ssq_fits(const GpuWeight& w);
 // Which kernel matmul() records for these arguments ("matvec", "matmul", "matmul_coopmat").
 const char* matmul_kernel(const Context& ctx, int64_t ldx, int64_t n, const GpuWeight& w, Precision p);
 // Whether matmul() takes MatmulFusion::silu_pairs (rope = false) or ::rope (true) for these

@@ -16,6 +16,8 @@ struct MatPush {
   uint32_t rows, cols, n, ldx, ldy;
   uint32_t row_units;       // 32-bit words per weight row (quantized)
   uint32_t groups_per_row;  // quantized: cols / group_size
+  uint32_t ssq_tiles;       // mmq4_coop's norm fusion (the other shaders' Push blocks stop before)
+  float eps;
 };
 static_assert(sizeof(MatPush) <= 128);
 
@@ -47,8 +49,9 @@ const KernelDesc kMvq4Sg{"mvq4_sg", 6, sizeof(Mvq4Push), 1u << 4, false, false};
 const KernelDesc kMvq4RopeSg{"mvq4_rope_sg", 11, sizeof(Mvq4Push), (1u << 4) | (1u << 9) | (1u << 10), false, false};
 const KernelDesc kMatmul{"matmul", 5, sizeof(MatPush), 1u << 4, false, false};
 const KernelDesc kMatmulCoop{"matmul_coopmat", 5, sizeof(MatPush), 1u << 4, false, true};
-// Bindings: 0 W, 1 scales, 2 biases, 3 x, 4 y, 5 split-K partials, 6 split-K counters.
-const KernelDesc kMmq4Coop{"mmq4_coop", 7, sizeof(MatPush), (1u << 4) | (1u << 5) | (1u << 6), false, true};
+// Bindings: 0 W, 1 scales, 2 biases, 3 x, 4 y, 5 split-K partials, 6 split-K counters, 7 sums of
+// squares (norm fusion), 8 norm weight.
+const KernelDesc kMmq4Coop{"mmq4_coop", 9, sizeof(MatPush), (1u << 4) | (1u << 5) | (1u << 6) | (1u << 7), false, true};
 
 // Largest token count the matvec handles in one workgroup; more tokens take several token blocks.
 constexpr int64_t kMatvecMaxTokens = 8;
@@ -59,16 +62,17 @@ constexpr int64_t kCoopmatMinTokens = 64;
 // weight once per step; the matvec reads it once per token, from L2 after the first).
 constexpr int64_t kCoopQ4MinTokens = 5;
 
-// PENSIEVE_VK_COOP="bm,bn,wg,wm[,min_tokens[,ku[,split]]]" overrides mmq4_coop's tiles (tuning
-// runs; 0 keeps a default).
+// PENSIEVE_VK_COOP="bm,bn,wg,wm[,min_tokens[,ku[,split[,map[,depth]]]]]" overrides mmq4_coop's tiles
+// (tuning runs; 0 keeps a default; map is the shader's RMAP + 1).
 struct CoopTuning {
-  uint32_t bm = 0, bn = 0, wg = 0, wm = 0, min_tokens = 0, ku = 0, split = 0;
+  uint32_t bm = 0, bn = 0, wg = 0, wm = 0, min_tokens = 0, ku = 0, split = 0, map = 0, depth = 0;
 };
 const CoopTuning& coop_env() {
   static const CoopTuning t = [] {
     CoopTuning r;
     if (const char* e = std::getenv("PENSIEVE_VK_COOP"))
-      std::sscanf(e, "%u,%u,%u,%u,%u,%u,%u", &r.bm, &r.bn, &r.wg, &r.wm, &r.min_tokens, &r.ku, &r.split);
+      std::sscanf(e, "%u,%u,%u,%u,%u,%u,%u,%u,%u", &r.bm, &r.bn, &r.wg, &r.wm, &r.min_tokens, &r.ku, &r.split, &r.map,
+                  &r.depth);
     return r;
   }();
   return t;
@@ -98,8 +102,12 @@ bool matvec_fits(int64_t ldx, const GpuWeight& w) {
 }
 
 bool coopmat_usable(const Context& ctx) {
-  return ctx.coopmat() && ctx.info().min_subgroup_size == 32 && ctx.info().max_subgroup_size == 32;
+  return ctx.coopmat() && ctx.info().min_subgroup_size == 32 && ctx.info().max_subgroup_size == 32 &&
+         ctx.info().max_storage_buffers >= 9;
 }
+
+// mmq4_coop's rows per tile at n tokens (see matmul()).
+uint32_t coop_bm(int64_t n) { return coop_env().bm ? coop_env().bm : n > 64 ? 128 : 64; }
 
 // Lanes per row group of the q4 kernel, and whether its subgroup variant applies: the subgroup
 // reduction needs LPR = the subgroup size, so only devices with one fixed size use it.
@@ -275,6 +283,9 @@ Result<GpuWeightBuffers> upload_weight(Context& ctx, const WeightMatrix& w) {
 
 namespace ops {
 
+int64_t coop_ssq_row(int64_t rows, int64_t n) { return (int64_t(detail::ceil_div(uint64_t(rows), uint64_t(coop_bm(n)))) + 3) / 4 * 4; }
+bool coop_ssq_fits(const GpuWeight& w) { return w.dtype == DType::q4 && w.words_per_row() % 4 == 0 && w.words_per_row() >= 8; }
+
 const char* matmul_kernel(const Context& ctx, int64_t ldx, int64_t n, const GpuWeight& w, Precision p) {
   if (p == Precision::fast && coopmat_usable(ctx) && w.dtype == DType::q4 && w.words_per_row() % 4 == 0 &&
       ldx % 4 == 0 && n >= coop_q4_min_tokens())
@@ -330,13 +341,20 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
                   (long long)w.cols, (long long)n);
   const bool fused = f.norm.valid() || f.silu_offset > 0 || f.accumulate || f.silu_pairs || f.rope;
   const std::string kern = matmul_kernel(ctx, ldx, n, w, p);
-  if (fused && kern != "matvec" && !(kern == "mmq4_coop" && f.accumulate && !f.norm.valid() && f.silu_offset <= 0 &&
-                                     !f.silu_pairs && !f.rope))
-    return errorf("vulkan matmul: fused input/output ops need the matvec kernel (mmq4_coop: accumulate only)");
+  // mmq4_coop: accumulate (+ ssq: the norm fusion's producer) or norm with ssq (its consumer).
+  const bool coop_fusion = kern == "mmq4_coop" && f.silu_offset <= 0 && !f.silu_pairs && !f.rope &&
+                           (f.norm.valid() ? f.ssq.valid() && !f.accumulate : !f.ssq.valid() || f.accumulate);
+  if (fused && kern != "matvec" && !coop_fusion)
+    return errorf("vulkan matmul: fused input/output ops need the matvec kernel (mmq4_coop: accumulate, norm with ssq)");
+  if (f.ssq.valid() && kern != "mmq4_coop") return errorf("vulkan matmul: the ssq norm fusion needs mmq4_coop");
   if (f.norm.valid() && f.silu_offset > 0) return errorf("vulkan matmul: rmsnorm and silu_mul fusions exclude each other");
   if (f.silu_offset > 0 && (w.quantized() ? f.silu_offset % 4 : 0))
     return errorf("vulkan matmul: silu_mul offset %lld not a multiple of 4", (long long)f.silu_offset);
   if (f.norm.valid()) PENSIEVE_TRY(detail::need("matmul", "norm weight", f.norm, uint64_t(w.cols) * 4));
+  if (f.ssq.valid()) {
+    PENSIEVE_TRY(detail::need("matmul", "ssq", f.ssq, uint64_t(n * coop_ssq_row(f.accumulate ? w.rows : w.cols, n)) * 4));
+    if (f.accumulate && !coop_ssq_fits(w)) return errorf("vulkan matmul: rows of %lld values are too short for the ssq fusion", (long long)w.cols);
+  }
   PENSIEVE_TRY(detail::need("matmul", "x", x, uint64_t((n - 1) * ldx + w.cols + std::max<int64_t>(f.silu_offset, 0)) * 4));
   PENSIEVE_TRY(detail::need("matmul", "y", y, uint64_t((n - 1) * ldy + (f.silu_pairs ? w.rows / 2 : w.rows)) * 4));
   auto plane = w.quantized() ? uint64_t(w.rows * w.cols * w.bits() / 8) : uint64_t(w.rows * w.cols * elem_bytes(w.dtype));
@@ -405,9 +423,13 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
     // prefill 128 x 128. Small grids split K over several workgroups (see the shader).
     const CoopTuning& e = coop_env();
     const uint64_t units = uint64_t(w.words_per_row()) / 4;
-    uint32_t bm = 64, bn = 16, wg = 128, wm = 4, ku = 2, split = 0;
+    // Small blocks: each row's 2 units of a step are read by neighbouring lanes (rmap 1) and the
+    // loads run two steps ahead (depth 2): measured on the H200, -10% time at 16-32 tokens
+    // (bench/RESULTS.md); rmap 1 is also +5% at pp512. Prefill keeps one register set (its 181
+    // registers are the limit).
+    uint32_t bm = 64, bn = 16, wg = 128, wm = 4, ku = 2, split = 0, rmap = 1, depth = 2;
     if (n > 64) {
-      bm = 128, bn = 128, wg = 256, wm = 2;
+      bm = 128, bn = 128, wg = 256, wm = 2, depth = 1;
     } else if (n > 32) {
       bn = 64, wm = 2;
     } else if (n > 16) {
@@ -415,7 +437,11 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
     }
     if (e.bm) bm = e.bm, bn = e.bn, wg = e.wg, wm = e.wm;
     if (e.ku) ku = e.ku;
-    if (units % ku) ku = 1;
+    if (e.map) rmap = e.map - 1;
+    if (e.depth) depth = e.depth;
+    while (units % ku) ku /= 2;
+    if (f.ssq.valid() && f.accumulate)  // written by the split-K epilogue: at least 2 steps
+      while (ku > 1 && units / ku < 2) ku /= 2;
     const uint64_t tiles = detail::ceil_div(uint64_t(w.rows), bm) * detail::ceil_div(uint64_t(n), bn);
     const uint64_t steps = units / ku;
     if (e.split) {
@@ -428,10 +454,14 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
       split = uint32_t(std::clamp<uint64_t>(std::min({want, steps / 2, by_scratch, uint64_t(16)}), 1, 16));
       if (tiles > Context::kSplitKCounters) split = 1;
     }
+    const bool ssq_out = f.ssq.valid() && f.accumulate;
+    if (ssq_out && split < 2) split = 2;
+    pc.ssq_tiles = uint32_t(f.ssq.valid() ? detail::ceil_div(uint64_t(ssq_out ? w.rows : w.cols), uint64_t(bm)) : 0);
+    pc.eps = f.eps;
     const uint32_t nw = wg / 32, wn = wm ? nw / std::max<uint32_t>(wm, 1) : 0;
     const uint64_t smem = uint64_t(bm + bn) * (ku * 4 + 1) * 16 + (split == 1 ? uint64_t(nw) * 1024 : 4) + 4;
     if (wg % 32 || wg > 256 || !wm || nw % wm || bm % (16 * wm) || bn % (16 * wn) || bm / wm > 64 || bn / wn > 64 ||
-        (ku != 1 && ku != 2) || bm * ku > wg || bn * ku > wg || smem > ctx.info().max_shared_memory || split < 1 ||
+        (ku != 1 && ku != 2 && ku != 4 && ku != 8) || bm * ku > 4 * wg || bn * ku > wg || rmap > 1 || depth < 1 || depth > 2 || smem > ctx.info().max_shared_memory || split < 1 ||
         split > steps || (split > 1 && (tiles > Context::kSplitKCounters ||
                                         tiles * split * bm * bn * 4 > Context::kSplitKPartialBytes)))
       return errorf("vulkan matmul (mmq4_coop): bad tiles (bm %u, bn %u, wg %u, wm %u, ku %u, split %u)", bm, bn, wg,
@@ -443,13 +473,16 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
       partials = sk->partials;
       counters = sk->counters;
     }
-    auto pipe = ctx.pipelines().get(kMmq4Coop, {wg, bm, bn, wm, uint32_t(st), group, f.accumulate ? 1u : 0u, ku, split});
+    auto pipe = ctx.pipelines().get(kMmq4Coop, {wg, bm, bn, wm, uint32_t(st), group, f.accumulate ? 1u : 0u, ku, split, rmap, depth,
+                                              f.norm.valid() ? 1u : 0u, ssq_out ? 1u : 0u});
     if (!pipe.ok()) return std::move(pipe).take_error();
     uint32_t gx, gz;
     PENSIEVE_TRY(detail::fold_grid(ctx, detail::ceil_div(uint64_t(w.rows), bm), &gx, &gz));
     uint64_t gy = detail::ceil_div(uint64_t(n), bn) * split;
     if (gy > ctx.info().max_workgroup_count[1]) return errorf("vulkan matmul: %lld tokens exceed the grid", (long long)n);
-    return cl.dispatch(**pipe, {w.data, sc, bi, x, y, partials, counters}, pc, gx, uint32_t(gy), gz);
+    return cl.dispatch(**pipe, {w.data, sc, bi, x, y, partials, counters, f.ssq.valid() ? f.ssq : y,
+                                f.norm.valid() ? f.norm : x},
+                       pc, gx, uint32_t(gy), gz);
   }
   bool coop = which == "matmul_coopmat";
   auto pipe = ctx.pipelines().get(coop ? kMatmulCoop : kMatmul, {coop ? 128u : 256u, 0, 0, *wt, st, group});
