@@ -491,7 +491,8 @@ Status VulkanForward::linear(CommandList& cl, const BufferSlice& y, int64_t ldy,
   const std::string kern = vulkan::ops::matmul_kernel(*ctx_, ldx, n, w, precision_);
   if (kern == "matvec") return vulkan::ops::matmul(cl, y, ldy, x, ldx, n, w, precision_, {}, f);
   if (f.norm.valid() && f.ssq.valid())  // the tensor-core matmul normalises x itself (see record())
-    return vulkan::ops::matmul(cl, y, ldy, x, ldx, n, w, precision_, {}, {.norm = f.norm, .eps = f.eps, .ssq = f.ssq});
+    return vulkan::ops::matmul(cl, y, ldy, x, ldx, n, w, precision_, {},
+                               {.norm = f.norm, .eps = f.eps, .silu_pairs = f.silu_pairs, .ssq = f.ssq});
   BufferSlice in = x;
   int64_t ld = ldx;
   if (f.norm.valid()) {
@@ -503,7 +504,7 @@ Status VulkanForward::linear(CommandList& cl, const BufferSlice& y, int64_t ldy,
     ld = w.cols;
     PENSIEVE_TRY(vulkan::ops::silu_mul(cl, in, x, n, w.cols));
   }
-  if (!f.accumulate) return vulkan::ops::matmul(cl, y, ldy, in, ld, n, w, precision_);
+  if (!f.accumulate) return vulkan::ops::matmul(cl, y, ldy, in, ld, n, w, precision_, {}, {.silu_pairs = f.silu_pairs});
   if (kern == "mmq4_coop") {  // it adds into y itself
     vulkan::MatmulFusion acc;
     acc.accumulate = true;
@@ -540,31 +541,33 @@ Status VulkanForward::record(CommandList& cl, const Shape& s) {
   const AttnParams ap = attn_params(c_);
   const float eps = float(c_.rms_eps);
 
+  // The tensor-core path's fusions (batched decode, up to 64 tokens: there the rmsnorm and
+  // silu_mul dispatches cost ~10% of a step): o_proj and down, which add into the residual stream,
+  // also write its sums of squares per row tile, and the next qkv / gate_up normalise their x from
+  // them; gate_up writes silu(gate) * up (shaders/mmq4_coop.comp). Layer 0's qkv reads the
+  // embeddings, normalised by a dispatch.
+  const auto coop = [&](int64_t ldx, const vulkan::GpuWeight& w) {
+    return std::string(ops::matmul_kernel(*ctx_, ldx, T, w, precision_)) == "mmq4_coop";
+  };
+  static const bool coop_fusion_off = [] {  // PENSIEVE_VK_COOP_FUSION=0: A/B runs
+    const char* e = std::getenv("PENSIEVE_VK_COOP_FUSION");
+    return e && std::string(e) == "0";
+  }();
+  const bool fuse_norm = !coop_fusion_off && T <= 64 && !layers_.empty() && coop(H, layers_[0].qkv[0]) &&
+                         coop(c_.q_dim(), layers_[0].o) && coop(H, layers_[0].gate_up[0]) && coop(F, layers_[0].down) &&
+                         ops::coop_epilogue_fits(layers_[0].o) && ops::coop_epilogue_fits(layers_[0].down);
+  const BufferSlice ssq = fuse_norm ? ssq_.slice(0, uint64_t(T * ops::coop_ssq_row(H, T)) * 4) : BufferSlice{};
+
   // Output fusions of the q4 matvec (where this step's projections run on it): RoPE + KV store
   // into the qkv projection, silu(gate) * up into the gate_up projection (down then reads F values
   // per token). Elsewhere rope_store and the silu fused into down's input do the same.
   const int hd = c_.head_dim, rot = c_.rope.rot_dim;
   const bool fuse_rope = !layers_.empty() && hd % 4 == 0 && (hd - rot) % 4 == 0 &&
                          ops::matmul_fuses(*ctx_, H, T, layers_[0].qkv[0], precision_, true);
-  const bool fuse_silu = !layers_.empty() && F % 4 == 0 &&
-                         ops::matmul_fuses(*ctx_, H, T, layers_[0].gate_up[0], precision_, false) &&
-                         std::string(ops::matmul_kernel(*ctx_, F, T, layers_[0].down, precision_)) == "matvec";
-
-  // The tensor-core path's norm fusion (batched decode, up to 64 tokens: there the rmsnorm
-  // dispatches cost ~10% of a step): o_proj and down, which add into the residual stream, also
-  // write its sums of squares per row tile, and the next qkv / gate_up normalise their x from them
-  // (shaders/mmq4_coop.comp). Layer 0's qkv reads the embeddings, normalised by a dispatch.
-  const auto coop = [&](int64_t ldx, const vulkan::GpuWeight& w) {
-    return std::string(ops::matmul_kernel(*ctx_, ldx, T, w, precision_)) == "mmq4_coop";
-  };
-  static const bool norm_fusion_off = [] {  // PENSIEVE_VK_NORM_FUSION=0: A/B runs
-    const char* e = std::getenv("PENSIEVE_VK_NORM_FUSION");
-    return e && std::string(e) == "0";
-  }();
-  const bool fuse_norm = !norm_fusion_off && T <= 64 && !layers_.empty() && coop(H, layers_[0].qkv[0]) && coop(c_.q_dim(), layers_[0].o) &&
-                         coop(H, layers_[0].gate_up[0]) && coop(F, layers_[0].down) &&
-                         ops::coop_ssq_fits(layers_[0].o) && ops::coop_ssq_fits(layers_[0].down);
-  const BufferSlice ssq = fuse_norm ? ssq_.slice(0, uint64_t(T * ops::coop_ssq_row(H, T)) * 4) : BufferSlice{};
+  const bool fuse_silu = (!layers_.empty() && F % 4 == 0 &&
+                          ops::matmul_fuses(*ctx_, H, T, layers_[0].gate_up[0], precision_, false) &&
+                          std::string(ops::matmul_kernel(*ctx_, F, T, layers_[0].down, precision_)) == "matvec") ||
+                         (fuse_norm && F % 4 == 0 && ops::coop_epilogue_fits(layers_[0].gate_up[0]));
 
   PENSIEVE_TRY(cl.begin());
   cl.set_scope("embed");

@@ -42,6 +42,10 @@
 // squares of the tile's new y rows to SSQ[token][row tile] (rows padded with zeros to a multiple
 // of 4). A consumer (qkv, gate_up: NORM = 1) sums its tokens' SSQ rows in a fixed order, 4 tiles
 // per load (deterministic), and stages x * inv_rms * G instead of x.
+//
+// SiLU fusion (gate_up, SILU = 1): W's rows are rows / 2 gate rows then their up rows; a tile
+// takes BM / 2 gate rows and the BM / 2 up rows paired with them, and the split-K sum writes
+// silu(gate) * up (the down projection's input) instead of the tile's rows.
 #extension GL_GOOGLE_include_directive : require
 #extension GL_NV_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
@@ -64,6 +68,7 @@ layout(constant_id = 9) const uint RMAP = 1;   // unit -> (row, unit) mapping, s
 layout(constant_id = 10) const uint DEPTH = 1;  // steps loaded ahead (1 or 2 register sets)
 layout(constant_id = 11) const uint NORM = 0;     // 1: x is rmsnorm(x) * G, from the SSQ sums
 layout(constant_id = 12) const uint SSQ_OUT = 0;  // 1 (SPLIT > 1): write SSQ, see Norm fusion
+layout(constant_id = 13) const uint SILU = 0;     // 1 (SPLIT > 1, ACC 0): y = silu(gate) * up, see below
 
 #include "quant.glsl"
 
@@ -132,6 +137,10 @@ void main() {
   const uint rb = gl_WorkGroupID.z * gl_NumWorkGroups.x + gl_WorkGroupID.x;
   const uint row0 = rb * BM;
   if (row0 >= pc.rows) return;  // uniform
+  // Weight row of tile row i: with SILU the tile's first half are gate rows rb * BM / 2 + i of the
+  // rows / 2 gate rows, the second half the up rows paired with them.
+  const uint half_rows = pc.rows / 2u, g0 = rb * (BM / 2u);
+#define row_of(i) (SILU == 1u ? ((i) < BM / 2u ? g0 + (i) : half_rows + g0 + (i) - BM / 2u) : row0 + (i))
   const uint tb = gl_WorkGroupID.y / SPLIT, split = gl_WorkGroupID.y % SPLIT;
   const uint t0 = tb * BN;
   const uint sg = gl_SubgroupID, lane = gl_SubgroupInvocationID;
@@ -149,7 +158,7 @@ void main() {
     won[j] = j < UPT && v < BM * KU;                                    \
     wi[j] = RMAP == 1u ? v / KU : v % BM;                               \
     wu[j] = RMAP == 1u ? v % KU : v / BM;                               \
-    wr[j] = min(row0 + wi[j], pc.rows - 1u);                            \
+    wr[j] = min(row_of(wi[j]), pc.rows - 1u);                           \
   }
   REP4(WSETUP)
   uint xt[4], xq[4];
@@ -329,6 +338,15 @@ void main() {
     vec4 v = vec4(0.0);
     [[unroll]] for (uint s = 0u; s < SPLIT; ++s) v += P4[base4 + s * (BM * BN / 4u) + e4];
     float sq = 0.0;
+    if (SILU == 1u) {
+      // Gate rows m .. m + 3 and their up rows (BM / 2 further: the lane BM / 8 further within
+      // the token's BM / 4 lanes) give y[t, g0 + m ..] = silu(gate) * up, ldy >= rows / 2.
+      const vec4 up = subgroupShuffleXor(v, BM / 8u);
+      if (m < BM / 2u && t < pc.n)
+        [[unroll]] for (uint q = 0u; q < 4u; ++q)
+          if (g0 + m + q < half_rows) Y[t * pc.ldy + g0 + m + q] = v[q] / (1.0 + exp(-v[q])) * up[q];
+      continue;
+    }
     if (t < pc.n) {
       const uint yi = t * pc.ldy + r;
       [[unroll]] for (uint q = 0u; q < 4u; ++q)

@@ -534,20 +534,21 @@ TEST(VulkanRuntime, FusedSiluInputMatchesSeparateOp) {
     }
 }
 
-// The tensor-core matmul's norm fusion (batched decode): a producer adding into y also writes y's
-// sums of squares, and the consumer normalises its x from them; equals add-into-y, rmsnorm, then
-// the plain tensor-core matmul. Runs where the device has that kernel (not on lavapipe).
-TEST(VulkanRuntime, CoopNormFusionMatchesSeparateOps) {
+// The tensor-core matmul's fusions (batched decode): a producer adding into y also writes y's
+// sums of squares, and a gate_up-shaped consumer normalises its x from them and writes silu(gate)
+// * up; equals add-into-y, rmsnorm, the plain tensor-core matmul and silu_mul. Runs where the
+// device has that kernel (not on lavapipe).
+TEST(VulkanRuntime, CoopFusionsMatchSeparateOps) {
   auto ctxs = contexts();
   int ran = 0;
   for (auto& ctx : ctxs)
     for (int64_t n : {5, 20, 33}) {
       SCOPED_TRACE(ctx->info().name + " n " + std::to_string(n));
-      const int64_t hidden = 384, inner = 256, out = 200;
+      const int64_t hidden = 384, inner = 256, ffn = 100;
       std::mt19937 rng{uint32_t(n)};
-      auto w1f = randn(rng, size_t(hidden * inner), 0.3f), w2f = randn(rng, size_t(out * hidden), 0.3f);
+      auto w1f = randn(rng, size_t(hidden * inner), 0.3f), w2f = randn(rng, size_t(2 * ffn * hidden), 0.3f);
       auto q1 = quantize(w1f.data(), DType::f32, hidden, inner, 4, 64, DType::f16);
-      auto q2 = quantize(w2f.data(), DType::f32, out, hidden, 4, 64, DType::f16);
+      auto q2 = quantize(w2f.data(), DType::f32, 2 * ffn, hidden, 4, 64, DType::f16);
       ASSERT_TRUE(q1.ok() && q2.ok());
       auto g1 = vulkan::upload_weight(*ctx, q1->view()), g2 = vulkan::upload_weight(*ctx, q2->view());
       ASSERT_TRUE(g1.ok() && g2.ok());
@@ -559,34 +560,38 @@ TEST(VulkanRuntime, CoopNormFusionMatchesSeparateOps) {
       auto bg = upload(*ctx, randn(rng, size_t(hidden)));
       const std::vector<float> x0 = randn(rng, size_t(n * hidden), 4.0f);
       auto bxn = vulkan::Buffer::create(*ctx, n * hidden * 4, vulkan::MemoryKind::device);
+      auto bgu = vulkan::Buffer::create(*ctx, n * 2 * ffn * 4, vulkan::MemoryKind::device);
       auto bssq = vulkan::Buffer::create(*ctx, n * vulkan::ops::coop_ssq_row(hidden, n) * 4, vulkan::MemoryKind::device);
-      auto bout = vulkan::Buffer::create(*ctx, n * out * 4, vulkan::MemoryKind::device);
-      ASSERT_TRUE(bxn.ok() && bssq.ok() && bout.ok());
+      auto bout = vulkan::Buffer::create(*ctx, n * ffn * 4, vulkan::MemoryKind::device);
+      ASSERT_TRUE(bxn.ok() && bgu.ok() && bssq.ok() && bout.ok());
       auto run = [&](bool fused, std::vector<float>* x) {
         auto bx = upload(*ctx, x0);
         auto cl = vulkan::CommandList::create(*ctx);
         EXPECT_TRUE(cl.ok());
         EXPECT_TRUE((*cl)->begin().ok());
-        vulkan::MatmulFusion acc{.accumulate = true}, norm{.norm = bg.whole(), .eps = 1e-5f};
-        if (fused) acc.ssq = norm.ssq = bssq->whole();
+        vulkan::MatmulFusion acc{.accumulate = true};
+        vulkan::MatmulFusion cons{.norm = bg.whole(), .eps = 1e-5f, .silu_pairs = true};
+        if (fused) acc.ssq = cons.ssq = bssq->whole();
         Status st = vulkan::ops::matmul(**cl, bx.whole(), hidden, ba.whole(), inner, n, g1->w, Precision::fast, {}, acc);
         if (st.ok() && fused)
-          st = vulkan::ops::matmul(**cl, bout->whole(), out, bx.whole(), hidden, n, g2->w, Precision::fast, {}, norm);
+          st = vulkan::ops::matmul(**cl, bout->whole(), ffn, bx.whole(), hidden, n, g2->w, Precision::fast, {}, cons);
         if (st.ok() && !fused) st = vulkan::ops::rmsnorm(**cl, bxn->whole(), bx.whole(), bg.whole(), n, hidden, 1e-5f);
         if (st.ok() && !fused)
-          st = vulkan::ops::matmul(**cl, bout->whole(), out, bxn->whole(), hidden, n, g2->w, Precision::fast);
+          st = vulkan::ops::matmul(**cl, bgu->whole(), 2 * ffn, bxn->whole(), hidden, n, g2->w, Precision::fast);
+        if (st.ok() && !fused) st = vulkan::ops::silu_mul(**cl, bout->whole(), bgu->whole(), n, ffn);
         EXPECT_TRUE(st.ok()) << st.error();
         EXPECT_TRUE((*cl)->end().ok());
         EXPECT_TRUE((*cl)->submit_and_wait().ok());
         *x = download<float>(*ctx, bx, size_t(n * hidden));
-        return download<float>(*ctx, *bout, size_t(n * out));
+        return download<float>(*ctx, *bout, size_t(n * ffn));
       };
       std::vector<float> x_sep, x_fused;
       const std::vector<float> want = run(false, &x_sep), got = run(true, &x_fused);
       // The producer's y is the same arithmetic with or without the sums of squares.
       EXPECT_EQ(std::memcmp(x_fused.data(), x_sep.data(), x_sep.size() * 4), 0);
       // Both round x * inv_rms * g to f16 for the tensor cores; inv_rms is summed in another order,
-      // so an f16 rounding may flip (2^-11 relative) in a few inputs.
+      // so an f16 rounding may flip (2^-11 relative) in a few inputs; the split of K differs with
+      // the grid (the fused gate_up tiles pair gate and up rows).
       EXPECT_CLOSE(got.data(), want.data(), got.size(), 1e-6, 1e-2);
     }
   if (!ran) GTEST_SKIP() << "no device with the q4 tensor-core matmul";

@@ -102,9 +102,10 @@ struct MatmulFusion {
   float eps = 0;
   int64_t silu_offset = 0;
   bool accumulate = false;
-  // Output ops (the q4 matvec only; see matmul_fuses()): silu_pairs writes y[t, i] = silu(row i) *
-  // row (rows/2 + i) for i < rows/2 (the gate_up projection straight to the down projection's
-  // input); rope applies RoPE to the q and k heads of y and stores k and v into the cache.
+  // Output ops (the q4 matvec; silu_pairs also the tensor-core q4 matmul): silu_pairs writes
+  // y[t, i] = silu(row i) * row (rows/2 + i) for i < rows/2 (the gate_up projection straight to
+  // the down projection's input); rope applies RoPE to the q and k heads of y and stores k and v
+  // into the cache.
   bool silu_pairs = false;
   const RopeStoreFusion* rope = nullptr;
   // The tensor-core q4 matmul's norm fusion (shaders/mmq4_coop.comp): with accumulate, ssq
@@ -126,8 +127,9 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
 // output of `rows` rows computed by the tensor-core q4 matmul at n tokens (the consumer of those
 // sums passes the same arguments).
 int64_t coop_ssq_row(int64_t rows, int64_t n);
-// Whether that matmul can write the sums for weight w (its rows are >= 2 steps of 32 values).
-bool coop_ssq_fits(const GpuWeight& w);
+// Whether that matmul's split-K epilogue fusions (ssq, silu_pairs) apply to weight w (its rows
+// are >= 2 steps of 32 values).
+bool coop_epilogue_fits(const GpuWeight& w);
 // Which kernel matmul() records for these arguments ("matvec", "matmul", "matmul_coopmat").
 const char* matmul_kernel(const Context& ctx, int64_t ldx, int64_t n, const GpuWeight& w, Precision p);
 // Whether matmul() takes MatmulFusion::silu_pairs (rope = false) or ::rope (true) for these

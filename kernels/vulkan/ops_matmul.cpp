@@ -284,7 +284,7 @@ Result<GpuWeightBuffers> upload_weight(Context& ctx, const WeightMatrix& w) {
 namespace ops {
 
 int64_t coop_ssq_row(int64_t rows, int64_t n) { return (int64_t(detail::ceil_div(uint64_t(rows), uint64_t(coop_bm(n)))) + 3) / 4 * 4; }
-bool coop_ssq_fits(const GpuWeight& w) { return w.dtype == DType::q4 && w.words_per_row() % 4 == 0 && w.words_per_row() >= 8; }
+bool coop_epilogue_fits(const GpuWeight& w) { return w.dtype == DType::q4 && w.words_per_row() % 4 == 0 && w.words_per_row() >= 8; }
 
 const char* matmul_kernel(const Context& ctx, int64_t ldx, int64_t n, const GpuWeight& w, Precision p) {
   if (p == Precision::fast && coopmat_usable(ctx) && w.dtype == DType::q4 && w.words_per_row() % 4 == 0 &&
@@ -341,9 +341,11 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
                   (long long)w.cols, (long long)n);
   const bool fused = f.norm.valid() || f.silu_offset > 0 || f.accumulate || f.silu_pairs || f.rope;
   const std::string kern = matmul_kernel(ctx, ldx, n, w, p);
-  // mmq4_coop: accumulate (+ ssq: the norm fusion's producer) or norm with ssq (its consumer).
-  const bool coop_fusion = kern == "mmq4_coop" && f.silu_offset <= 0 && !f.silu_pairs && !f.rope &&
-                           (f.norm.valid() ? f.ssq.valid() && !f.accumulate : !f.ssq.valid() || f.accumulate);
+  // mmq4_coop: accumulate (+ ssq: the norm fusion's producer) or norm with ssq (its consumer), and
+  // silu_pairs where it does not accumulate.
+  const bool coop_fusion = kern == "mmq4_coop" && f.silu_offset <= 0 && !f.rope &&
+                           (f.norm.valid() ? f.ssq.valid() && !f.accumulate : !f.ssq.valid() || f.accumulate) &&
+                           (!f.silu_pairs || (!f.accumulate && w.rows % 8 == 0));
   if (fused && kern != "matvec" && !coop_fusion)
     return errorf("vulkan matmul: fused input/output ops need the matvec kernel (mmq4_coop: accumulate, norm with ssq)");
   if (f.ssq.valid() && kern != "mmq4_coop") return errorf("vulkan matmul: the ssq norm fusion needs mmq4_coop");
@@ -353,7 +355,7 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
   if (f.norm.valid()) PENSIEVE_TRY(detail::need("matmul", "norm weight", f.norm, uint64_t(w.cols) * 4));
   if (f.ssq.valid()) {
     PENSIEVE_TRY(detail::need("matmul", "ssq", f.ssq, uint64_t(n * coop_ssq_row(f.accumulate ? w.rows : w.cols, n)) * 4));
-    if (f.accumulate && !coop_ssq_fits(w)) return errorf("vulkan matmul: rows of %lld values are too short for the ssq fusion", (long long)w.cols);
+    if (f.accumulate && !coop_epilogue_fits(w)) return errorf("vulkan matmul: rows of %lld values are too short for the ssq fusion", (long long)w.cols);
   }
   PENSIEVE_TRY(detail::need("matmul", "x", x, uint64_t((n - 1) * ldx + w.cols + std::max<int64_t>(f.silu_offset, 0)) * 4));
   PENSIEVE_TRY(detail::need("matmul", "y", y, uint64_t((n - 1) * ldy + (f.silu_pairs ? w.rows / 2 : w.rows)) * 4));
@@ -440,7 +442,7 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
     if (e.map) rmap = e.map - 1;
     if (e.depth) depth = e.depth;
     while (units % ku) ku /= 2;
-    if (f.ssq.valid() && f.accumulate)  // written by the split-K epilogue: at least 2 steps
+    if ((f.ssq.valid() && f.accumulate) || f.silu_pairs)  // done by the split-K sum: at least 2 steps
       while (ku > 1 && units / ku < 2) ku /= 2;
     const uint64_t tiles = detail::ceil_div(uint64_t(w.rows), bm) * detail::ceil_div(uint64_t(n), bn);
     const uint64_t steps = units / ku;
@@ -455,7 +457,7 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
       if (tiles > Context::kSplitKCounters) split = 1;
     }
     const bool ssq_out = f.ssq.valid() && f.accumulate;
-    if (ssq_out && split < 2) split = 2;
+    if ((ssq_out || f.silu_pairs) && split < 2) split = 2;
     pc.ssq_tiles = uint32_t(f.ssq.valid() ? detail::ceil_div(uint64_t(ssq_out ? w.rows : w.cols), uint64_t(bm)) : 0);
     pc.eps = f.eps;
     const uint32_t nw = wg / 32, wn = wm ? nw / std::max<uint32_t>(wm, 1) : 0;
@@ -474,7 +476,7 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
       counters = sk->counters;
     }
     auto pipe = ctx.pipelines().get(kMmq4Coop, {wg, bm, bn, wm, uint32_t(st), group, f.accumulate ? 1u : 0u, ku, split, rmap, depth,
-                                              f.norm.valid() ? 1u : 0u, ssq_out ? 1u : 0u});
+                                              f.norm.valid() ? 1u : 0u, ssq_out ? 1u : 0u, f.silu_pairs ? 1u : 0u});
     if (!pipe.ok()) return std::move(pipe).take_error();
     uint32_t gx, gz;
     PENSIEVE_TRY(detail::fold_grid(ctx, detail::ceil_div(uint64_t(w.rows), bm), &gx, &gz));
