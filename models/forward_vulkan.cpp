@@ -564,10 +564,10 @@ Status VulkanForward::record(CommandList& cl, const Shape& s) {
   const int hd = c_.head_dim, rot = c_.rope.rot_dim;
   const bool fuse_rope = !layers_.empty() && hd % 4 == 0 && (hd - rot) % 4 == 0 &&
                          ops::matmul_fuses(*ctx_, H, T, layers_[0].qkv[0], precision_, true);
-  const bool fuse_silu = (!layers_.empty() && F % 4 == 0 &&
-                          ops::matmul_fuses(*ctx_, H, T, layers_[0].gate_up[0], precision_, false) &&
-                          std::string(ops::matmul_kernel(*ctx_, F, T, layers_[0].down, precision_)) == "matvec") ||
-                         (fuse_norm && F % 4 == 0 && ops::coop_epilogue_fits(layers_[0].gate_up[0]));
+  const bool fuse_silu = !layers_.empty() && F % 4 == 0 &&
+                         ((ops::matmul_fuses(*ctx_, H, T, layers_[0].gate_up[0], precision_, false) &&
+                           std::string(ops::matmul_kernel(*ctx_, F, T, layers_[0].down, precision_)) == "matvec") ||
+                          (fuse_norm && ops::coop_epilogue_fits(layers_[0].gate_up[0])));
 
   PENSIEVE_TRY(cl.begin());
   cl.set_scope("embed");
@@ -605,7 +605,8 @@ Status VulkanForward::record(CommandList& cl, const Shape& s) {
     PENSIEVE_TRY(linear(cl, gu, fuse_silu ? F : 2 * F, x, H, T, L.gate_up, f));
     cl.set_scope("down");
     if (fuse_silu) PENSIEVE_TRY(linear(cl, x, H, gu, F, T, {L.down}, {.accumulate = true, .ssq = ssq}));
-    else PENSIEVE_TRY(linear(cl, x, H, gu, 2 * F, T, {L.down}, {.silu_offset = F, .accumulate = true, .ssq = ssq}));
+    else
+      PENSIEVE_TRY(linear(cl, x, H, gu, 2 * F, T, {L.down}, {.silu_offset = F, .accumulate = true, .ssq = ssq}));
   }
   // Rows that want logits: top-k rows first (their logits slice starts at offset 0, aligned for
   // binding), then full rows.

@@ -238,7 +238,7 @@ void main() {
 #define STORE(R)                                                                         \
   {                                                                                      \
     WSTORE(0, R) WSTORE(1, R) WSTORE(2, R) WSTORE(3, R)                                  \
-    XSTORE(0, R) XSTORE(1, R) XSTORE(2, R) XSTORE(3, R)                               \
+    XSTORE(0, R) XSTORE(1, R) XSTORE(2, R) XSTORE(3, R)                                  \
   }
 
 #define DECL_C(i, j) FRAG c##i##j = FRAG(0.0);
@@ -249,7 +249,7 @@ void main() {
 #define LOAD_B(j) if (FN > j) coopMatLoadNV(b##j, Xs, (wn * TN + 16u * j) * SK + kk, SK, true);
 #define MMA(i, j) if (FM > i && FN > j) c##i##j = coopMatMulAddNV(a##i, b##j, c##i##j);
 #define MULTIPLY()                                                                        \
-  [[unroll]] for (uint kk = 0u; kk < KU * 4u; kk += 2u) {              \
+  [[unroll]] for (uint kk = 0u; kk < KU * 4u; kk += 2u) {                                 \
     HFRAG a0, a1, a2, a3, b0, b1, b2, b3;                                                 \
     REP4(LOAD_A)                                                                          \
     REP4(LOAD_B)                                                                          \
@@ -265,30 +265,27 @@ void main() {
     barrier(); /* the tiles are rewritten by the next step */                             \
   }
 
-  // Norm fusion: 1 / rms of each token of the tile from its SSQ row (summed in order), while the
-  // first loads are in flight.
+  // The first loads (DEPTH steps), then with NORM the 1 / rms of each token of the tile from its
+  // SSQ row while they are in flight: 4 tiles per load, all issued together (a loop of dependent
+  // loads cost ~9 us per dispatch), summed lanes first in a fixed order.
+  if (k_begin < k_end) LOAD(k_begin, 0)
+  if (DEPTH == 2u && k_begin + 1u < k_end) LOAD(k_begin + 1u, 1)
   float xinv[4];
-#define NORM_PROLOGUE()                                                                   \
-  if (NORM == 1u) {                                                                       \
-    if (tid < BN) { /* the row's loads issued together (a loop of dependent loads cost ~9 us) */ \
-      const uint t = min(t0 + tid, pc.n - 1u), nv = (pc.ssq_tiles + 3u) / 4u;              \
-      vec4 acc = vec4(0.0);                                                               \
-      [[unroll]] for (uint j = 0u; j < 16u; ++j)                                          \
-        if (j < nv) acc += SSQ4[t * nv + j];                                              \
-      for (uint j = 16u; j < nv; ++j) acc += SSQ4[t * nv + j];                            \
-      inv_rms[tid] = inversesqrt(((acc.x + acc.y) + (acc.z + acc.w)) / float(pc.cols) + pc.eps); \
-    }                                                                                     \
-    barrier();                                                                            \
-    [[unroll]] for (uint i = 0u; i < 4u; ++i) xinv[i] = inv_rms[min(xt[i], BN - 1u)];     \
+  if (NORM == 1u) {
+    if (tid < BN) {
+      const uint t = min(t0 + tid, pc.n - 1u), nv = (pc.ssq_tiles + 3u) / 4u;
+      vec4 acc = vec4(0.0);
+      [[unroll]] for (uint j = 0u; j < 16u; ++j)
+        if (j < nv) acc += SSQ4[t * nv + j];
+      for (uint j = 16u; j < nv; ++j) acc += SSQ4[t * nv + j];
+      inv_rms[tid] = inversesqrt(((acc.x + acc.y) + (acc.z + acc.w)) / float(pc.cols) + pc.eps);
+    }
+    barrier();
+    [[unroll]] for (uint i = 0u; i < 4u; ++i) xinv[i] = inv_rms[min(xt[i], BN - 1u)];
   }
   if (DEPTH == 1u) {
-    if (k_begin < k_end) LOAD(k_begin, 0)
-    NORM_PROLOGUE()
     for (uint k = k_begin; k < k_end; ++k) STEP(k + 1u, 0)
   } else {  // sets 0 / 1 hold even / odd steps (counted from k_begin), loaded two steps ahead
-    if (k_begin < k_end) LOAD(k_begin, 0)
-    if (k_begin + 1u < k_end) LOAD(k_begin + 1u, 1)
-    NORM_PROLOGUE()
     for (uint k = k_begin; k < k_end; k += 2u) {
       STEP(k + 2u, 0)
       if (k + 1u < k_end) STEP(k + 3u, 1)

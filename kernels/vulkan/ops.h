@@ -98,7 +98,7 @@ struct RopeStoreFusion {
 };
 
 struct MatmulFusion {
-  BufferSlice norm;
+  BufferSlice norm{};
   float eps = 0;
   int64_t silu_offset = 0;
   bool accumulate = false;
@@ -111,7 +111,7 @@ struct MatmulFusion {
   // The tensor-core q4 matmul's norm fusion (shaders/mmq4_coop.comp): with accumulate, ssq
   // receives each token's sums of squares of the new y per row tile ([n][coop_ssq_row(rows,
   // n)]); with norm, x is normalised from the sums in ssq (written by such a producer of x).
-  BufferSlice ssq;
+  BufferSlice ssq{};
 };
 
 namespace ops {

@@ -51,7 +51,8 @@ const KernelDesc kMatmul{"matmul", 5, sizeof(MatPush), 1u << 4, false, false};
 const KernelDesc kMatmulCoop{"matmul_coopmat", 5, sizeof(MatPush), 1u << 4, false, true};
 // Bindings: 0 W, 1 scales, 2 biases, 3 x, 4 y, 5 split-K partials, 6 split-K counters, 7 sums of
 // squares (norm fusion), 8 norm weight.
-const KernelDesc kMmq4Coop{"mmq4_coop", 9, sizeof(MatPush), (1u << 4) | (1u << 5) | (1u << 6) | (1u << 7), false, true};
+const KernelDesc kMmq4Coop{"mmq4_coop", 9, sizeof(MatPush), (1u << 4) | (1u << 5) | (1u << 6) | (1u << 7), false,
+                           true};
 
 // Largest token count the matvec handles in one workgroup; more tokens take several token blocks.
 constexpr int64_t kMatvecMaxTokens = 8;
@@ -106,8 +107,10 @@ bool coopmat_usable(const Context& ctx) {
          ctx.info().max_storage_buffers >= 9;
 }
 
-// mmq4_coop's rows per tile at n tokens (see matmul()).
+// mmq4_coop's rows per tile at n tokens: 128 for prefill, 64 for batched decode (or the override).
 uint32_t coop_bm(int64_t n) { return coop_env().bm ? coop_env().bm : n > 64 ? 128 : 64; }
+// Its row tiles for an output of `rows` rows: the norm fusion's sums of squares per token.
+uint64_t coop_row_tiles(int64_t rows, int64_t n) { return detail::ceil_div(uint64_t(rows), uint64_t(coop_bm(n))); }
 
 // Lanes per row group of the q4 kernel, and whether its subgroup variant applies: the subgroup
 // reduction needs LPR = the subgroup size, so only devices with one fixed size use it.
@@ -283,8 +286,10 @@ Result<GpuWeightBuffers> upload_weight(Context& ctx, const WeightMatrix& w) {
 
 namespace ops {
 
-int64_t coop_ssq_row(int64_t rows, int64_t n) { return (int64_t(detail::ceil_div(uint64_t(rows), uint64_t(coop_bm(n)))) + 3) / 4 * 4; }
-bool coop_epilogue_fits(const GpuWeight& w) { return w.dtype == DType::q4 && w.words_per_row() % 4 == 0 && w.words_per_row() >= 8; }
+int64_t coop_ssq_row(int64_t rows, int64_t n) { return int64_t(coop_row_tiles(rows, n) + 3) / 4 * 4; }
+bool coop_epilogue_fits(const GpuWeight& w) {
+  return w.dtype == DType::q4 && w.words_per_row() % 4 == 0 && w.words_per_row() >= 8;
+}
 
 const char* matmul_kernel(const Context& ctx, int64_t ldx, int64_t n, const GpuWeight& w, Precision p) {
   if (p == Precision::fast && coopmat_usable(ctx) && w.dtype == DType::q4 && w.words_per_row() % 4 == 0 &&
@@ -347,16 +352,16 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
                            (f.norm.valid() ? f.ssq.valid() && !f.accumulate : !f.ssq.valid() || f.accumulate) &&
                            (!f.silu_pairs || (!f.accumulate && w.rows % 8 == 0));
   if (fused && kern != "matvec" && !coop_fusion)
-    return errorf("vulkan matmul: fused input/output ops need the matvec kernel (mmq4_coop: accumulate, norm with ssq)");
+    return errorf("vulkan matmul: fused input/output ops need the matvec kernel (mmq4_coop: accumulate, norm with "
+                  "ssq, silu_pairs)");
   if (f.ssq.valid() && kern != "mmq4_coop") return errorf("vulkan matmul: the ssq norm fusion needs mmq4_coop");
   if (f.norm.valid() && f.silu_offset > 0) return errorf("vulkan matmul: rmsnorm and silu_mul fusions exclude each other");
   if (f.silu_offset > 0 && (w.quantized() ? f.silu_offset % 4 : 0))
     return errorf("vulkan matmul: silu_mul offset %lld not a multiple of 4", (long long)f.silu_offset);
   if (f.norm.valid()) PENSIEVE_TRY(detail::need("matmul", "norm weight", f.norm, uint64_t(w.cols) * 4));
-  if (f.ssq.valid()) {
-    PENSIEVE_TRY(detail::need("matmul", "ssq", f.ssq, uint64_t(n * coop_ssq_row(f.accumulate ? w.rows : w.cols, n)) * 4));
-    if (f.accumulate && !coop_epilogue_fits(w)) return errorf("vulkan matmul: rows of %lld values are too short for the ssq fusion", (long long)w.cols);
-  }
+  // The rows the sums of squares are over: y's (producer) or x's (consumer).
+  const int64_t ssq_rows = f.accumulate ? w.rows : w.cols;
+  if (f.ssq.valid()) PENSIEVE_TRY(detail::need("matmul", "ssq", f.ssq, uint64_t(n * coop_ssq_row(ssq_rows, n)) * 4));
   PENSIEVE_TRY(detail::need("matmul", "x", x, uint64_t((n - 1) * ldx + w.cols + std::max<int64_t>(f.silu_offset, 0)) * 4));
   PENSIEVE_TRY(detail::need("matmul", "y", y, uint64_t((n - 1) * ldy + (f.silu_pairs ? w.rows / 2 : w.rows)) * 4));
   auto plane = w.quantized() ? uint64_t(w.rows * w.cols * w.bits() / 8) : uint64_t(w.rows * w.cols * elem_bytes(w.dtype));
@@ -429,21 +434,24 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
     // loads run two steps ahead (depth 2): measured on the H200, -10% time at 16-32 tokens
     // (bench/RESULTS.md); rmap 1 is also +5% at pp512. Prefill keeps one register set (its 181
     // registers are the limit).
-    uint32_t bm = 64, bn = 16, wg = 128, wm = 4, ku = 2, split = 0, rmap = 1, depth = 2;
+    uint32_t bm = coop_bm(n), bn = 16, wg = 128, wm = 4, ku = 2, split = 0, rmap = 1, depth = 2;
     if (n > 64) {
-      bm = 128, bn = 128, wg = 256, wm = 2, depth = 1;
+      bn = 128, wg = 256, wm = 2, depth = 1;
     } else if (n > 32) {
       bn = 64, wm = 2;
     } else if (n > 16) {
       bn = 32;
     }
-    if (e.bm) bm = e.bm, bn = e.bn, wg = e.wg, wm = e.wm;
+    if (e.bm) bn = e.bn, wg = e.wg, wm = e.wm;
     if (e.ku) ku = e.ku;
     if (e.map) rmap = e.map - 1;
     if (e.depth) depth = e.depth;
     while (units % ku) ku /= 2;
-    if ((f.ssq.valid() && f.accumulate) || f.silu_pairs)  // done by the split-K sum: at least 2 steps
-      while (ku > 1 && units / ku < 2) ku /= 2;
+    // The sums of squares (producer) and silu pairs are written by the split-K sum: >= 2 steps.
+    const bool ssq_out = f.ssq.valid() && f.accumulate, in_sum = ssq_out || f.silu_pairs;
+    if (in_sum && !coop_epilogue_fits(w))
+      return errorf("vulkan matmul: rows of %lld values are too short for the ssq / silu fusions", (long long)w.cols);
+    while (in_sum && ku > 1 && units / ku < 2) ku /= 2;
     const uint64_t tiles = detail::ceil_div(uint64_t(w.rows), bm) * detail::ceil_div(uint64_t(n), bn);
     const uint64_t steps = units / ku;
     if (e.split) {
@@ -456,14 +464,14 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
       split = uint32_t(std::clamp<uint64_t>(std::min({want, steps / 2, by_scratch, uint64_t(16)}), 1, 16));
       if (tiles > Context::kSplitKCounters) split = 1;
     }
-    const bool ssq_out = f.ssq.valid() && f.accumulate;
-    if ((ssq_out || f.silu_pairs) && split < 2) split = 2;
-    pc.ssq_tiles = uint32_t(f.ssq.valid() ? detail::ceil_div(uint64_t(ssq_out ? w.rows : w.cols), uint64_t(bm)) : 0);
+    if (in_sum && split < 2) split = 2;
+    pc.ssq_tiles = uint32_t(f.ssq.valid() ? coop_row_tiles(ssq_rows, n) : 0);
     pc.eps = f.eps;
     const uint32_t nw = wg / 32, wn = wm ? nw / std::max<uint32_t>(wm, 1) : 0;
     const uint64_t smem = uint64_t(bm + bn) * (ku * 4 + 1) * 16 + (split == 1 ? uint64_t(nw) * 1024 : 4) + 4;
     if (wg % 32 || wg > 256 || !wm || nw % wm || bm % (16 * wm) || bn % (16 * wn) || bm / wm > 64 || bn / wn > 64 ||
-        (ku != 1 && ku != 2 && ku != 4 && ku != 8) || bm * ku > 4 * wg || bn * ku > wg || rmap > 1 || depth < 1 || depth > 2 || smem > ctx.info().max_shared_memory || split < 1 ||
+        (ku != 1 && ku != 2 && ku != 4 && ku != 8) || bm * ku > 4 * wg || bn * ku > wg || rmap > 1 || depth < 1 ||
+        depth > 2 || smem > ctx.info().max_shared_memory || split < 1 ||
         split > steps || (split > 1 && (tiles > Context::kSplitKCounters ||
                                         tiles * split * bm * bn * 4 > Context::kSplitKPartialBytes)))
       return errorf("vulkan matmul (mmq4_coop): bad tiles (bm %u, bn %u, wg %u, wm %u, ku %u, split %u)", bm, bn, wg,
@@ -475,8 +483,9 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
       partials = sk->partials;
       counters = sk->counters;
     }
-    auto pipe = ctx.pipelines().get(kMmq4Coop, {wg, bm, bn, wm, uint32_t(st), group, f.accumulate ? 1u : 0u, ku, split, rmap, depth,
-                                              f.norm.valid() ? 1u : 0u, ssq_out ? 1u : 0u, f.silu_pairs ? 1u : 0u});
+    auto pipe = ctx.pipelines().get(kMmq4Coop, {wg, bm, bn, wm, uint32_t(st), group, f.accumulate ? 1u : 0u, ku, split,
+                                                rmap, depth, f.norm.valid() ? 1u : 0u, ssq_out ? 1u : 0u,
+                                                f.silu_pairs ? 1u : 0u});
     if (!pipe.ok()) return std::move(pipe).take_error();
     uint32_t gx, gz;
     PENSIEVE_TRY(detail::fold_grid(ctx, detail::ceil_div(uint64_t(w.rows), bm), &gx, &gz));
