@@ -82,12 +82,15 @@ const CoopTuning& coop_env() {
 // multiprocessors; a decode-sized grid of 48-256 tiles leaves most of them idle or latency-bound
 // otherwise). More workgroups keep more loads in flight but write more partial tiles; measured on
 // the H200 (bench/RESULTS.md), 512 was best at 16 tokens and 1024 at 20-32 (2048: 3-8% slower).
-uint64_t coop_target_workgroups(int64_t n) {
-  static const long long env = [] {  // PENSIEVE_VK_COOP_WGS overrides it (tuning runs)
+long long coop_wgs_env() {  // PENSIEVE_VK_COOP_WGS overrides the target (tuning runs)
+  static const long long env = [] {
     const char* e = std::getenv("PENSIEVE_VK_COOP_WGS");
     return e ? std::atoll(e) : 0;
   }();
-  if (env > 0) return uint64_t(env);
+  return env;
+}
+uint64_t coop_target_workgroups(int64_t n) {
+  if (coop_wgs_env() > 0) return uint64_t(coop_wgs_env());
   return n <= 16 ? 512 : 1024;
 }
 int64_t coop_q4_min_tokens() { return coop_env().min_tokens ? coop_env().min_tokens : kCoopQ4MinTokens; }
@@ -108,7 +111,14 @@ bool coopmat_usable(const Context& ctx) {
 }
 
 // mmq4_coop's rows per tile at n tokens: 128 for prefill, 64 for batched decode (or the override).
-uint32_t coop_bm(int64_t n) { return coop_env().bm ? coop_env().bm : n > 64 ? 128 : 64; }
+// The PENSIEVE_VK_COOP override applies to the token blocks of its class: bn <= 64 tunes batched
+// decode, bn > 64 prefill (a split meant for decode would not fit prefill's scratch); without bm, a
+// split applies to decode.
+bool coop_env_applies(int64_t n) {
+  const CoopTuning& e = coop_env();
+  return e.bm ? (n > 64) == (e.bn > 64) : n <= 64;
+}
+uint32_t coop_bm(int64_t n) { return coop_env().bm && coop_env_applies(n) ? coop_env().bm : n > 64 ? 128 : 64; }
 // Its row tiles for an output of `rows` rows: the norm fusion's sums of squares per token.
 uint64_t coop_row_tiles(int64_t rows, int64_t n) { return detail::ceil_div(uint64_t(rows), uint64_t(coop_bm(n))); }
 
@@ -172,7 +182,11 @@ Status matvec_q4(CommandList& cl, const BufferSlice& y, int64_t ldy, const Buffe
   // one-token dispatches of the same weights (the later token blocks read them from L2), batched
   // decode of 4 sequences 212 vs 698 tok/s (bench/RESULTS.md).
   const uint32_t nt = tune.tokens ? tune.tokens : 1;
-  const uint32_t wg = tune.wg ? tune.wg : ln.sg ? std::min<uint32_t>(8 * lpr, 256) : 64;
+  // 8 subgroups per workgroup; the RoPE-fused qkv projection 6: Phi-3's 9,216 rows then make 384
+  // workgroups of 24 rows, one wave at 3 per multiprocessor on a 132-SM H100 / H200, instead of 288
+  // of 32 rows at 2 per multiprocessor, 1.09 waves (measured on the H200: qkv 0.66 -> 0.54 ms per
+  // decode step; gate_up, down and o_proj were slower at 6, bench/RESULTS.md).
+  const uint32_t wg = tune.wg ? tune.wg : ln.sg ? std::min<uint32_t>((f.rope ? 6 : 8) * lpr, 256) : 64;
   uint32_t r = mode ? 4 : tune.rows ? tune.rows : nt <= 2 ? 4 : 2;
   // Short outputs (o_proj: 3072 rows) take fewer rows per invocation so the grid still
   // covers the GPU: 96 workgroups of 32 rows leave most of an H100's 132 multiprocessors idle.
@@ -180,8 +194,8 @@ Status matvec_q4(CommandList& cl, const BufferSlice& y, int64_t ldy, const Buffe
   // Not for long rows: each workgroup stages all of x (down_proj: 32 KiB), measured slower.
   while (!mode && !tune.rows && r > 1 && w.cols <= 4096 && detail::ceil_div(uint64_t(w.rows), uint64_t(wg / lpr) * r) < 264)
     r /= 2;
-  if (nt < 1 || nt > 8 || (r != 1 && r != 2 && r != 4) || r * nt > 32 || wg < lpr || wg % lpr ||
-      (wg & (wg - 1)) || wg > ctx.info().max_workgroup_invocations)
+  if (nt < 1 || nt > 8 || (r != 1 && r != 2 && r != 4) || r * nt > 32 || wg < lpr || wg % lpr || wg % 8 ||
+      wg > ctx.info().max_workgroup_invocations)
     return errorf("vulkan matvec (q4): bad tuning (wg %u, rows %u, tokens %u, lanes %u)", wg, r, nt, lpr);
   const uint64_t units = uint64_t(w.words_per_row()) / 4;
   // Shared memory: x tiles of NT tokens x TU units x 128 bytes, plus the reduction scratch.
@@ -442,10 +456,11 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
     } else if (n > 16) {
       bn = 32;
     }
-    if (e.bm) bn = e.bn, wg = e.wg, wm = e.wm;
-    if (e.ku) ku = e.ku;
-    if (e.map) rmap = e.map - 1;
-    if (e.depth) depth = e.depth;
+    const bool tuned = coop_env_applies(n);
+    if (e.bm && tuned) bn = e.bn, wg = e.wg, wm = e.wm;
+    if (e.ku && tuned) ku = e.ku;
+    if (e.map && tuned) rmap = e.map - 1;
+    if (e.depth && tuned) depth = e.depth;
     while (units % ku) ku /= 2;
     // The sums of squares (producer) and silu pairs are written by the split-K sum: >= 2 steps.
     const bool ssq_out = f.ssq.valid() && f.accumulate, in_sum = ssq_out || f.silu_pairs;
@@ -454,12 +469,21 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
     while (in_sum && ku > 1 && units / ku < 2) ku /= 2;
     const uint64_t tiles = detail::ceil_div(uint64_t(w.rows), bm) * detail::ceil_div(uint64_t(n), bn);
     const uint64_t steps = units / ku;
-    if (e.split) {
+    if (e.split && tuned) {
       split = e.split;
     } else {
       // Enough workgroups to fill the GPU (prefill: two per multiprocessor), at least 2 steps each,
       // and within the scratch.
-      const uint64_t want = detail::ceil_div(n > 64 ? 264 : coop_target_workgroups(n), tiles);
+      uint64_t want = detail::ceil_div(n > 64 ? 264 : coop_target_workgroups(n), tiles);
+      // Measured per fused projection on the H200 (Phi-3-mini, splits 2-16 swept end to end,
+      // bench/RESULTS.md): at 17-32 tokens gate_up (silu pairs) is fastest at 3 and o_proj / down
+      // (the residual adds) at 8; at 5-16 tokens qkv (norm, no silu) at 3. The grid's waves (the
+      // workgroups a multiprocessor holds depend on each variant's registers) make this uneven.
+      if (!coop_wgs_env() && n <= 32 && n > 4) {
+        if (n > 16 && f.silu_pairs) want = 3;
+        else if (n > 16 && f.accumulate) want = 8;
+        else if (n <= 16 && f.norm.valid() && !f.silu_pairs) want = 3;
+      }
       const uint64_t by_scratch = Context::kSplitKPartialBytes / (tiles * bm * bn * 4);
       split = uint32_t(std::clamp<uint64_t>(std::min({want, steps / 2, by_scratch, uint64_t(16)}), 1, 16));
       if (tiles > Context::kSplitKCounters) split = 1;
