@@ -9,6 +9,15 @@
 
 namespace pensieve {
 
+uint32_t VulkanForward::attn_split() {
+  static const uint32_t v = [] {
+    const char* e = std::getenv("PENSIEVE_VK_ATTN_SPLIT");
+    const long n = e ? std::atol(e) : 0;
+    return n >= 128 && n % 128 == 0 ? uint32_t(n) : kAttnSplit;
+  }();
+  return v;
+}
+
 using vulkan::BufferSlice;
 using vulkan::CommandList;
 using vulkan::GpuWeight;
@@ -235,7 +244,7 @@ Status VulkanForward::allocate() {
   // Attention partials: enough for a full step at the pool's longest context, capped at 256 MiB
   // (steps at very long contexts are then cut in smaller pieces).
   const int64_t max_ctx = cache_.n_blocks() * cache_.block_size();
-  const uint32_t max_splits = uint32_t((max_ctx + kAttnSplit - 1) / kAttnSplit);
+  const uint32_t max_splits = uint32_t((max_ctx + attn_split() - 1) / attn_split());
   attn_scratch_bytes_ = std::max(attn_scratch_per_token(max_splits),
                                  std::min<uint64_t>(attn_scratch_per_token(max_splits) * T, 256ull << 20));
   table_capacity_ = std::max<int64_t>(4096, 2 * cache_.n_blocks());
@@ -327,7 +336,7 @@ Status VulkanForward::run_pieces(const std::vector<SeqChunk>& batch, float* logi
     max_len = std::max(max_len, len);
   }
   // Pieces: tokens limited by the step buffers and by the attention partials at this context.
-  const uint32_t splits = uint32_t((max_len + kAttnSplit - 1) / kAttnSplit);
+  const uint32_t splits = uint32_t((max_len + attn_split() - 1) / attn_split());
   const uint64_t per_token = attn_scratch_per_token(splits);
   const int64_t tok_limit = per_token ? std::min<int64_t>(kMaxStepTokens, int64_t(attn_scratch_bytes_ / per_token))
                                       : kMaxStepTokens;
@@ -435,7 +444,7 @@ Status VulkanForward::write_inputs(const Piece& piece, Shape* shape) {
   shape->full_rows = piece.full_rows;
   shape->top_rows = piece.top_rows;
   shape->k = piece.top_rows ? (k <= 1 ? 1 : kMaxTopK) : 0;  // two variants: argmax, or the most any chunk asks
-  shape->splits = uint32_t((max_len + kAttnSplit - 1) / kAttnSplit);
+  shape->splits = uint32_t((max_len + attn_split() - 1) / attn_split());
   shape->attn_seqs = per_chunk ? c : 0;
   shape->attn_max_q = per_chunk ? chunk_q : 0;
   shape->attn_decode = per_chunk ? d : 0;
@@ -532,8 +541,8 @@ Status VulkanForward::record(CommandList& cl, const Shape& s) {
   seqs.tables = tables_.whole();
   seqs.n_seqs = int(s.attn_seqs ? s.attn_seqs : T);  // per token (n_q = 1) or per chunk (write_inputs)
   seqs.max_n_q = s.attn_seqs ? s.attn_max_q : 1;
-  seqs.max_kv_len = int64_t(s.splits) * kAttnSplit;
-  seqs.split_len = kAttnSplit;
+  seqs.max_kv_len = int64_t(s.splits) * attn_split();
+  seqs.split_len = attn_split();
   vulkan::GpuSeqs decode_seqs = seqs;  // the single tokens of a step with prefill chunks
   decode_seqs.meta = meta_.slice(uint64_t(kMaxStepTokens) * sizeof(vulkan::SeqMeta), uint64_t(T) * sizeof(vulkan::SeqMeta));
   decode_seqs.n_seqs = int(s.attn_decode);

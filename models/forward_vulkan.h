@@ -74,6 +74,9 @@ class VulkanForward : public Forward {
   Result<std::vector<vulkan::OpTime>> last_profile() const;
 
  private:
+  // Keys per attention split: kAttnSplit, or PENSIEVE_VK_ATTN_SPLIT (a multiple of 128; tuning runs).
+  // Fixed for the process, so results stay independent of batching.
+  static uint32_t attn_split();
   struct Piece;
   struct Shape {
     int64_t tokens = 0, full_rows = 0, top_rows = 0;
