@@ -387,6 +387,21 @@ vulkan::Buffer upload(vulkan::Context& ctx, const std::vector<T>& v) {
   return std::move(*b);
 }
 
+// A random rows x cols weight (N(0, 0.3)), quantized as the Phi models are (q4, group 64, f16
+// scales) and uploaded; q stays for CPU references.
+struct RandomQ4 {
+  QuantizedMatrix q;
+  vulkan::GpuWeightBuffers gpu;
+};
+Result<RandomQ4> random_q4(vulkan::Context& ctx, std::mt19937& rng, int64_t rows, int64_t cols) {
+  auto wf = randn(rng, size_t(rows * cols), 0.3f);
+  auto q = quantize(wf.data(), DType::f32, rows, cols, 4, 64, DType::f16);
+  if (!q.ok()) return std::move(q).take_error();
+  auto g = vulkan::upload_weight(ctx, q->view());
+  if (!g.ok()) return std::move(g).take_error();
+  return RandomQ4{std::move(*q), std::move(*g)};
+}
+
 template <class T>
 std::vector<T> download(vulkan::Context& ctx, const vulkan::Buffer& b, size_t n) {
   std::vector<T> v(n);
@@ -451,11 +466,9 @@ TEST(VulkanRuntime, MatvecTuningsAreBitwiseEqual) {
     SCOPED_TRACE(ctx->info().name);
     const int64_t rows = 70, cols = 4096, n = 3;
     std::mt19937 rng(11);
-    auto wf = randn(rng, size_t(rows * cols), 0.3f);
-    auto q = quantize(wf.data(), DType::f32, rows, cols, 4, 64, DType::f16);
-    ASSERT_TRUE(q.ok());
-    auto gw = vulkan::upload_weight(*ctx, q->view());
-    ASSERT_TRUE(gw.ok()) << gw.error();
+    auto rw = random_q4(*ctx, rng, rows, cols);
+    ASSERT_TRUE(rw.ok()) << rw.error();
+    const vulkan::GpuWeight& gw = rw->gpu.w;
     auto bx = upload(*ctx, randn(rng, size_t(n * cols)));
     auto bg = upload(*ctx, randn(rng, size_t(cols)));
     auto by = vulkan::Buffer::create(*ctx, n * rows * 4, vulkan::MemoryKind::device);
@@ -467,7 +480,7 @@ TEST(VulkanRuntime, MatvecTuningsAreBitwiseEqual) {
       auto cl = vulkan::CommandList::create(*ctx);
       EXPECT_TRUE(cl.ok());
       EXPECT_TRUE((*cl)->begin().ok());
-      Status st = vulkan::ops::matmul(**cl, by->whole(), rows, bx.whole(), cols, n, gw->w, Precision::exact, t, f);
+      Status st = vulkan::ops::matmul(**cl, by->whole(), rows, bx.whole(), cols, n, gw, Precision::exact, t, f);
       EXPECT_TRUE(st.ok()) << st.error();
       EXPECT_TRUE((*cl)->end().ok());
       EXPECT_TRUE((*cl)->submit_and_wait().ok());
@@ -497,11 +510,9 @@ TEST(VulkanRuntime, FusedSiluInputMatchesSeparateOp) {
       SCOPED_TRACE(ctx->info().name + " n " + std::to_string(n));
       const int64_t rows = 200, ffn = 1024;
       std::mt19937 rng{uint32_t(n)};
-      auto wf = randn(rng, size_t(rows * ffn), 0.3f);
-      auto q = quantize(wf.data(), DType::f32, rows, ffn, 4, 64, DType::f16);
-      ASSERT_TRUE(q.ok());
-      auto gw = vulkan::upload_weight(*ctx, q->view());
-      ASSERT_TRUE(gw.ok()) << gw.error();
+      auto rw = random_q4(*ctx, rng, rows, ffn);
+      ASSERT_TRUE(rw.ok()) << rw.error();
+      const vulkan::GpuWeight& gw = rw->gpu.w;
       auto bgu = upload(*ctx, randn(rng, size_t(n * 2 * ffn)));
       const std::vector<float> y0 = randn(rng, size_t(n * rows));
       auto bact = vulkan::Buffer::create(*ctx, n * ffn * 4, vulkan::MemoryKind::device);
@@ -516,11 +527,11 @@ TEST(VulkanRuntime, FusedSiluInputMatchesSeparateOp) {
         Status st;
         if (fused) {
           f.silu_offset = ffn;
-          st = vulkan::ops::matmul(**cl, by.whole(), rows, bgu.whole(), 2 * ffn, n, gw->w, Precision::exact, {}, f);
+          st = vulkan::ops::matmul(**cl, by.whole(), rows, bgu.whole(), 2 * ffn, n, gw, Precision::exact, {}, f);
         } else {
           st = vulkan::ops::silu_mul(**cl, bact->whole(), bgu.whole(), n, ffn);
           if (st.ok())
-            st = vulkan::ops::matmul(**cl, by.whole(), rows, bact->whole(), ffn, n, gw->w, Precision::exact, {}, f);
+            st = vulkan::ops::matmul(**cl, by.whole(), rows, bact->whole(), ffn, n, gw, Precision::exact, {}, f);
         }
         EXPECT_TRUE(st.ok()) << st.error();
         EXPECT_TRUE((*cl)->end().ok());
@@ -546,14 +557,11 @@ TEST(VulkanRuntime, CoopFusionsMatchSeparateOps) {
       SCOPED_TRACE(ctx->info().name + " n " + std::to_string(n));
       const int64_t hidden = 384, inner = 256, ffn = 100;
       std::mt19937 rng{uint32_t(n)};
-      auto w1f = randn(rng, size_t(hidden * inner), 0.3f), w2f = randn(rng, size_t(2 * ffn * hidden), 0.3f);
-      auto q1 = quantize(w1f.data(), DType::f32, hidden, inner, 4, 64, DType::f16);
-      auto q2 = quantize(w2f.data(), DType::f32, 2 * ffn, hidden, 4, 64, DType::f16);
-      ASSERT_TRUE(q1.ok() && q2.ok());
-      auto g1 = vulkan::upload_weight(*ctx, q1->view()), g2 = vulkan::upload_weight(*ctx, q2->view());
-      ASSERT_TRUE(g1.ok() && g2.ok());
-      if (std::string(vulkan::ops::matmul_kernel(*ctx, inner, n, g1->w, Precision::fast)) != "mmq4_coop" ||
-          std::string(vulkan::ops::matmul_kernel(*ctx, hidden, n, g2->w, Precision::fast)) != "mmq4_coop")
+      auto r1 = random_q4(*ctx, rng, hidden, inner), r2 = random_q4(*ctx, rng, 2 * ffn, hidden);
+      ASSERT_TRUE(r1.ok() && r2.ok());
+      const vulkan::GpuWeight &g1 = r1->gpu.w, &g2 = r2->gpu.w;
+      if (std::string(vulkan::ops::matmul_kernel(*ctx, inner, n, g1, Precision::fast)) != "mmq4_coop" ||
+          std::string(vulkan::ops::matmul_kernel(*ctx, hidden, n, g2, Precision::fast)) != "mmq4_coop")
         continue;
       ++ran;
       auto ba = upload(*ctx, randn(rng, size_t(n * inner)));
@@ -572,12 +580,12 @@ TEST(VulkanRuntime, CoopFusionsMatchSeparateOps) {
         vulkan::MatmulFusion acc{.accumulate = true};
         vulkan::MatmulFusion cons{.norm = bg.whole(), .eps = 1e-5f, .silu_pairs = true};
         if (fused) acc.ssq = cons.ssq = bssq->whole();
-        Status st = vulkan::ops::matmul(**cl, bx.whole(), hidden, ba.whole(), inner, n, g1->w, Precision::fast, {}, acc);
+        Status st = vulkan::ops::matmul(**cl, bx.whole(), hidden, ba.whole(), inner, n, g1, Precision::fast, {}, acc);
         if (st.ok() && fused)
-          st = vulkan::ops::matmul(**cl, bout->whole(), ffn, bx.whole(), hidden, n, g2->w, Precision::fast, {}, cons);
+          st = vulkan::ops::matmul(**cl, bout->whole(), ffn, bx.whole(), hidden, n, g2, Precision::fast, {}, cons);
         if (st.ok() && !fused) st = vulkan::ops::rmsnorm(**cl, bxn->whole(), bx.whole(), bg.whole(), n, hidden, 1e-5f);
         if (st.ok() && !fused)
-          st = vulkan::ops::matmul(**cl, bgu->whole(), 2 * ffn, bxn->whole(), hidden, n, g2->w, Precision::fast);
+          st = vulkan::ops::matmul(**cl, bgu->whole(), 2 * ffn, bxn->whole(), hidden, n, g2, Precision::fast);
         if (st.ok() && !fused) st = vulkan::ops::silu_mul(**cl, bout->whole(), bgu->whole(), n, ffn);
         EXPECT_TRUE(st.ok()) << st.error();
         EXPECT_TRUE((*cl)->end().ok());
@@ -606,11 +614,9 @@ TEST(VulkanRuntime, RecordedChainReplays) {
     SCOPED_TRACE(ctx->info().name);
     const int64_t dim = 256, n = 2;
     std::mt19937 rng(3);
-    auto wf = randn(rng, size_t(dim * dim), 0.3f);
-    auto q = quantize(wf.data(), DType::f32, dim, dim, 4, 64, DType::f16);
-    ASSERT_TRUE(q.ok());
-    auto gw = vulkan::upload_weight(*ctx, q->view());
-    ASSERT_TRUE(gw.ok()) << gw.error();
+    auto rw = random_q4(*ctx, rng, dim, dim);
+    ASSERT_TRUE(rw.ok()) << rw.error();
+    const vulkan::GpuWeight& gw = rw->gpu.w;
     auto norm_w = randn(rng, size_t(dim));
     auto bnw = upload(*ctx, norm_w);
     auto bx = vulkan::Buffer::create(*ctx, n * dim * 4, vulkan::MemoryKind::upload);     // written by the host
@@ -622,7 +628,7 @@ TEST(VulkanRuntime, RecordedChainReplays) {
     ASSERT_TRUE(cl.ok());
     ASSERT_TRUE((*cl)->begin().ok());
     ASSERT_TRUE(vulkan::ops::rmsnorm(**cl, h, bx->whole(), bnw.whole(), n, dim, 1e-6f).ok());
-    ASSERT_TRUE(vulkan::ops::matmul(**cl, y, dim, h, dim, n, gw->w, Precision::exact).ok());
+    ASSERT_TRUE(vulkan::ops::matmul(**cl, y, dim, h, dim, n, gw, Precision::exact).ok());
     ASSERT_TRUE(vulkan::ops::add(**cl, y, bx->whole(), n * dim).ok());
     ASSERT_TRUE((*cl)->copy(y, bout->whole()).ok());
     ASSERT_TRUE((*cl)->end().ok());
@@ -634,7 +640,7 @@ TEST(VulkanRuntime, RecordedChainReplays) {
       ASSERT_TRUE((*cl)->submit_and_wait().ok());
       std::vector<float> hh(x.size()), want(x.size()), got(x.size());
       rmsnorm_ref(hh.data(), x.data(), norm_w.data(), dim, 1e-6f, 0, n);
-      matmul_ref(want.data(), dim, hh.data(), dim, n, q->view(), 0, dim);
+      matmul_ref(want.data(), dim, hh.data(), dim, n, rw->q.view(), 0, dim);
       add_ref(want.data(), x.data(), 0, n * dim);
       bout->invalidate();
       std::memcpy(got.data(), bout->mapped(), got.size() * 4);
