@@ -1,6 +1,6 @@
 // pensieve-vulkan-bench: Vulkan op microbenchmarks with GPU timestamps.
 //
-//   pensieve-vulkan-bench [--device auto|vulkan:N] [--quick] [--sweep] [--check] [--batched]
+//   pensieve-vulkan-bench [--device auto|vulkan:N] [--quick] [--sweep] [--check] [--batched] [--attention]
 //
 // Prints one line per case: median GPU time per dispatch (timestamps around each dispatch of a
 // recorded list of back-to-back dispatches), bytes actually read per dispatch, GB/s, GFLOP/s, and
@@ -8,7 +8,8 @@
 // Weights are random (never zeros) and rotated over enough copies (>= 256 MiB) that the GPU's L2
 // cache cannot hold them, so matvec numbers are DRAM numbers. --sweep also tries matvec workgroup
 // shapes; --check compares each matvec's output with the CPU reference on a few rows; --batched
-// runs only the Phi-3-mini projections at batched-decode sizes (16, 20, 32 tokens: mmq4_coop).
+// runs only the Phi-3-mini projections at batched-decode sizes (16, 20, 32 tokens: mmq4_coop);
+// --attention only decode attention (batched-decode and tg128 contexts, Phi-3 and Phi-4 heads).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -32,7 +33,7 @@ namespace {
 
 struct Args {
   std::string device = "auto";
-  bool quick = false, sweep = false, check = false, batched = false;
+  bool quick = false, sweep = false, check = false, batched = false, attention = false;
 };
 
 [[noreturn]] void die(const std::string& msg) {
@@ -331,7 +332,8 @@ void bench_matmul(Context& ctx, const Args& a, int64_t k, int64_t n_out, int64_t
 }
 
 // Decode attention: n_seqs sequences of ctx positions each (one query each), Phi-3 heads.
-void bench_attention(Context& ctx, int n_seqs, int64_t ctx_len, int n_heads, int n_kv, int hd) {
+// split_len: keys per split as the model fixes them (512), or 0 for the op's own choice.
+void bench_attention(Context& ctx, int n_seqs, int64_t ctx_len, int n_heads, int n_kv, int hd, uint32_t split_len = 0) {
   const int bs = 16;
   int64_t blocks_per_seq = (ctx_len + bs - 1) / bs, n_blocks = blocks_per_seq * n_seqs;
   int64_t block_stride = int64_t(n_kv) * bs * hd;
@@ -363,7 +365,7 @@ void bench_attention(Context& ctx, int n_seqs, int64_t ctx_len, int n_heads, int
   VBuffer bq = device_buffer(ctx, q.size() * 4, "q"), bo = device_buffer(ctx, q.size() * 4, "out");
   CHECK_OK(ctx.upload(bq, 0, q.data(), q.size() * 4));
   GpuKv kv{k.whole(), v.whole(), DType::f16, block_stride, int64_t(bs) * hd, bs, n_kv, hd};
-  GpuSeqs gs{bm.whole(), bt.whole(), n_seqs, 1, ctx_len};
+  GpuSeqs gs{bm.whole(), bt.whole(), n_seqs, 1, ctx_len, split_len};
   AttnParams p;
   p.n_heads = n_heads;
   p.scale = 1.0f / std::sqrt(float(hd));
@@ -391,7 +393,8 @@ int main(int argc, char** argv) {
     else if (s == "--sweep") a.sweep = true;
     else if (s == "--check") a.check = true;
     else if (s == "--batched") a.batched = true;
-    else die("usage: pensieve-vulkan-bench [--device auto|vulkan:N] [--quick] [--sweep] [--check] [--batched]");
+    else if (s == "--attention") a.attention = true;
+    else die("usage: pensieve-vulkan-bench [--device auto|vulkan:N] [--quick] [--sweep] [--check] [--batched] [--attention]");
   }
   ContextOptions o;
   o.device = a.device;
@@ -417,6 +420,14 @@ int main(int argc, char** argv) {
   if (a.batched) {  // Phi-3-mini qkv, o_proj, gate_up, down
     for (auto [k, n_out] : {std::pair<int64_t, int64_t>{3072, 9216}, {3072, 3072}, {3072, 16384}, {8192, 3072}})
       bench_matvec(*ctx, a, k, n_out, {16, 20, 32});
+    return 0;
+  }
+  if (a.attention) {  // decode attention at the batched-decode and tg128 contexts, Phi-3 and Phi-4 heads
+    for (auto [n, c] : {std::pair<int, int64_t>{32, 256}, {32, 192}, {32, 128}, {20, 256}, {16, 256}, {1, 576},
+                        {1, 128}, {20, 4096}})
+      bench_attention(*ctx, n, c, 32, 32, 96, 512);
+    bench_attention(*ctx, 32, 256, 24, 8, 128, 512);
+    bench_attention(*ctx, 1, 576, 24, 8, 128, 512);
     return 0;
   }
   std::vector<int64_t> batches = a.quick ? std::vector<int64_t>{1} : std::vector<int64_t>{1, 2, 4, 8, 16, 32};

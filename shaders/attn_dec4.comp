@@ -8,16 +8,18 @@
 // Grid: x = splits, y = query heads, z = sequence * qmax + query index. One workgroup handles one
 // query row and one head over the keys [lo + split*split_len, ... + split_len) of its visible range,
 // in tiles of WG keys:
-//   scores: invocation i takes key i of the tile and reads its K row as HD/EPV 16-byte loads, all
-//     issued before the dot product (q * scale is in shared memory, read as broadcast vec4s);
+//   scores: invocation i takes key i of the tile and reads its K row as HD/EPV 16-byte loads, KB
+//     of them in flight at a time (q * scale is in shared memory, read as broadcast vec4s);
 //   softmax: the tile's max and sum (online softmax, f32) through the workgroup reductions;
 //   values: the workgroup is KL = WG / U key lanes of U = HD / EPV invocations; invocation
 //     (kl, d) accumulates dims d*EPV .. +EPV-1 (one 16-byte load per key: a key's V row is read by
-//     U neighbouring invocations, coalesced) over keys kl, kl + KL, ... of the tile, four keys per
+//     U neighbouring invocations, coalesced) over keys kl, kl + KL, ... of the tile, VB keys per
 //     trip, and keeps its accumulators over all tiles (rescaled by each tile's correction);
 //   end: the KL partial rows are summed in key-lane order through shared memory.
 // With one split the result goes straight to the output, otherwise (m, l, unnormalised acc) go to
 // the partials buffer for attn_combine.comp.
+// KB and VB only schedule loads: the sums run in the same order whatever their values. The tile
+// (WG) does set the order (per-tile maxima and sums), so it is fixed per process.
 // EPV (elements per 16-byte vector) = 8 for f16 KV, 4 for f32. Host-checked: HD % EPV == 0,
 // HD / EPV <= WG, and every K/V row offset a multiple of EPV elements.
 #extension GL_GOOGLE_include_directive : require
@@ -27,6 +29,9 @@ layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 128;
 layout(constant_id = 1) const uint HD = 128;  // head_dim
 layout(constant_id = 2) const uint KV_F16 = 1;
+layout(constant_id = 3) const uint KB = 4;  // K row loads in flight per invocation (<= KMAX)
+layout(constant_id = 4) const uint VB = 4;  // V rows in flight per key lane (<= VMAX)
+const uint KMAX = 16u, VMAX = 16u;
 const uint RED_MAX = 1;
 #include "reduce.glsl"
 
@@ -98,12 +103,13 @@ void main() {
                         (j % pc.block_size) * HD) / EPV;
       offs[tid] = off;
       s = 0.0;
-      // Four 16-byte loads in flight per trip.
-      for (uint c = 0u; c < U; c += 4u) {
-        uvec4 kw[4];
-        [[unroll]] for (uint k = 0u; k < 4u; ++k) kw[k] = c + k < U ? K4[off + c + k] : uvec4(0u);
-        [[unroll]] for (uint k = 0u; k < 4u; ++k) {
-          if (c + k >= U) break;
+      // KB 16-byte loads in flight per trip.
+      for (uint c = 0u; c < U; c += KB) {
+        uvec4 kw[KMAX];
+        [[unroll]] for (uint k = 0u; k < KMAX; ++k)
+          if (k < KB) kw[k] = c + k < U ? K4[off + c + k] : uvec4(0u);
+        [[unroll]] for (uint k = 0u; k < KMAX; ++k) {
+          if (k >= KB || c + k >= U) break;
           vec4 a, b;
           unpack16(kw[k], a, b);
           const uint qd = (c + k) * EPV / 4u;
@@ -121,15 +127,17 @@ void main() {
     if (vlane) {
       acc0 *= corr;
       acc1 *= corr;
-      for (uint jj = kl; jj < nk; jj += 4u * KL) {
-        uvec4 vw[4];
-        float pp[4];
-        [[unroll]] for (uint k = 0u; k < 4u; ++k) {
+      for (uint jj = kl; jj < nk; jj += VB * KL) {
+        uvec4 vw[VMAX];
+        float pp[VMAX];
+        [[unroll]] for (uint k = 0u; k < VMAX; ++k) {
+          if (k >= VB) break;
           const uint jk = jj + k * KL;
           pp[k] = jk < nk ? ps[jk] : 0.0;
           vw[k] = jk < nk ? V4[offs[jk] + dv] : uvec4(0u);
         }
-        [[unroll]] for (uint k = 0u; k < 4u; ++k) {
+        [[unroll]] for (uint k = 0u; k < VMAX; ++k) {
+          if (k >= VB) break;
           vec4 a, b;
           unpack16(vw[k], a, b);
           acc0 += pp[k] * a;

@@ -1,6 +1,9 @@
 // attention: split-K decode (shaders/attn_decode.comp + attn_combine.comp) or tiled prefill
 // (shaders/attn_prefill.comp), chosen by the largest query count per sequence; flash_attention:
 // the tensor-core prefill (shaders/attn_flash.comp).
+#include <cstdio>
+#include <cstdlib>
+
 #include "kernels/vulkan/ops_util.h"
 
 namespace pensieve::vulkan::ops {
@@ -36,6 +39,31 @@ const KernelDesc kPrefill{"attn_prefill", 6, sizeof(PrefillPush), 1u << 5, false
 const KernelDesc kFlash{"attn_flash", 6, sizeof(PrefillPush), 1u << 5, false, true};
 
 constexpr uint32_t kWg = 128;
+
+// attn_dec4's launch: invocations (= keys per tile), K loads in flight per invocation, V rows in
+// flight per key lane. Measured on the H200 (bench/RESULTS.md, pensieve-vulkan-bench --attention):
+// 12 K loads (a whole Phi-3 row) and 16 V rows (all of a key lane's, 13 at head_dim 96) in flight
+// cut 32 sequences x 256 keys from 43 to 35 us and 20 x 4096 from 265 to 253 us against 4 and 4;
+// issuing the next tile's K loads before the current tile's V (more registers) and 64- or
+// 256-key tiles were each better at some batch sizes and worse at others.
+// PENSIEVE_VK_ATTN="wg,kb,vb" overrides them for tuning runs (fixed per process: the tile sets the
+// order of the softmax sums, so it must not change between steps).
+struct Dec4Shape {
+  uint32_t wg = kWg, kb = 12, vb = 16;
+};
+const Dec4Shape& dec4_shape() {
+  static const Dec4Shape s = [] {
+    Dec4Shape r;
+    if (const char* e = std::getenv("PENSIEVE_VK_ATTN")) {
+      Dec4Shape t;
+      if (std::sscanf(e, "%u,%u,%u", &t.wg, &t.kb, &t.vb) == 3 && (t.wg == 64 || t.wg == 128 || t.wg == 256) &&
+          t.kb >= 1 && t.kb <= 16 && t.vb >= 1 && t.vb <= 16)
+        r = t;
+    }
+    return r;
+  }();
+  return s;
+}
 // Sequences with at most this many queries take the decode kernel (one workgroup per query row).
 constexpr int64_t kDecodeMaxQ = 4;
 
@@ -118,8 +146,10 @@ Status attention(CommandList& cl, const BufferSlice& out, const BufferSlice& q, 
     // (f16) or 4 (f32) elements.
     const int64_t epv = kv_f16 ? 8 : 4;
     const bool vec = hd % epv == 0 && kv.block_stride % epv == 0 && kv.head_stride % epv == 0 &&
-                     uint32_t(hd / epv) <= kWg;
-    auto pipe = ctx.pipelines().get(vec ? kDecode4 : kDecode, {kWg, hd, kv_f16});
+                     uint32_t(hd / epv) <= std::min(kWg, dec4_shape().wg);
+    const Dec4Shape& sh = dec4_shape();
+    auto pipe = vec ? ctx.pipelines().get(kDecode4, {sh.wg, hd, kv_f16, sh.kb, sh.vb})
+                    : ctx.pipelines().get(kDecode, {kWg, hd, kv_f16});
     if (!pipe.ok()) return std::move(pipe).take_error();
     if (d.n_splits > ctx.info().max_workgroup_count[0]) return errorf("vulkan attention: too many splits");
     const uint32_t gz = uint32_t(s.n_seqs * s.max_n_q);
