@@ -255,6 +255,7 @@ bool Engine::schedule(std::vector<Seq*>* seqs, std::vector<SeqChunk>* chunks) {
 }
 
 bool Engine::step() {
+  const Clock::time_point t_step = Clock::now();
   admit();
   for (size_t i = 0; i < running_.size();) {
     if (running_[i]->cancelled) {
@@ -272,8 +273,15 @@ bool Engine::step() {
     logits_.resize(size_t((logits_rows(chunks) - top_rows) * V));
     top_values_.resize(size_t(top_rows * kMaxTopK));
     top_ids_.resize(size_t(top_rows * kMaxTopK));
+    const Clock::time_point t_fwd = Clock::now();
     Status st = model_.forward().run_topk(chunks, logits_.data(), TopK{top_values_.data(), top_ids_.data()});
+    stats_.forward_seconds_total += seconds_since(t_fwd);
     ++stats_.steps_total;
+    bool prefill = false;
+    for (const SeqChunk& ch : chunks) {
+      stats_.step_tokens_total += ch.n;
+      prefill = prefill || ch.n > 1;
+    }
     int64_t row = 0, top_row = 0;
     for (size_t i = 0; i < seqs.size(); ++i) {
       Seq* s = seqs[i];
@@ -307,6 +315,12 @@ bool Engine::step() {
         continue;
       }
       s->kv.append(t);
+    }
+    const double secs = seconds_since(t_step);
+    stats_.step_seconds_total += secs;
+    if (prefill) {
+      ++stats_.prefill_steps_total;
+      stats_.prefill_step_seconds_total += secs;
     }
   }
   stats_.running = int64_t(running_.size());

@@ -72,6 +72,14 @@ struct EngineStats {
   int64_t kv_blocks_used = 0, kv_blocks_total = 0, kv_blocks_cached = 0;
   int64_t requests_total = 0, prompt_tokens_total = 0, cached_tokens_total = 0, output_tokens_total = 0;
   int64_t preemptions_total = 0, steps_total = 0;
+  // Steps that ran a batch: tokens in them (decode + prefill), wall seconds from scheduling to the
+  // last sampled token, and the part of that spent in the model's forward pass (the rest is host
+  // work: scheduling, sampling, streaming callbacks).
+  int64_t step_tokens_total = 0;
+  double step_seconds_total = 0, forward_seconds_total = 0;
+  // Of those, the steps that prefilled (a chunk of more than one token) and their wall seconds.
+  int64_t prefill_steps_total = 0;
+  double prefill_step_seconds_total = 0;
 };
 
 class Engine {

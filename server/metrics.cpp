@@ -97,6 +97,16 @@ std::string Metrics::render(const EngineStats& s, const Info& info) {
          double(s.preemptions_total));
   metric(out, "pensieve_engine_steps_total", "counter", "Engine steps (batched forward passes).",
          double(s.steps_total));
+  metric(out, "pensieve_engine_step_tokens_total", "counter", "Tokens run in engine steps (decode and prefill).",
+         double(s.step_tokens_total));
+  metric(out, "pensieve_engine_step_seconds_total", "counter",
+         "Wall time of engine steps (scheduling, forward pass, sampling, streaming callbacks).", s.step_seconds_total);
+  metric(out, "pensieve_engine_forward_seconds_total", "counter", "Part of the step time spent in the forward pass.",
+         s.forward_seconds_total);
+  metric(out, "pensieve_engine_prefill_steps_total", "counter", "Engine steps that prefilled prompt tokens.",
+         double(s.prefill_steps_total));
+  metric(out, "pensieve_engine_prefill_step_seconds_total", "counter", "Wall time of the steps that prefilled.",
+         s.prefill_step_seconds_total);
   return out;
 }
 

@@ -178,6 +178,15 @@ void CancelAndCallbackStop() {
   while (!done) e.step();
   EXPECT_EQ(fin.reason, FinishReason::callback);
   EXPECT_EQ(got.size(), 5u);
+  // The step counters (/metrics): one step prefilled the 5 prompt tokens, 4 decoded one each.
+  EngineStats st = e.stats();
+  EXPECT_EQ(st.steps_total, 5);
+  EXPECT_EQ(st.prefill_steps_total, 1);
+  EXPECT_EQ(st.step_tokens_total, 9);
+  EXPECT_GT(st.forward_seconds_total, 0);
+  EXPECT_LE(st.forward_seconds_total, st.step_seconds_total);
+  EXPECT_GT(st.prefill_step_seconds_total, 0);
+  EXPECT_LE(st.prefill_step_seconds_total, st.step_seconds_total);
 
   done = false;
   Request r2;

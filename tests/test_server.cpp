@@ -167,7 +167,11 @@ TEST_F(ServerTest, HealthModelsMetrics) {
   ASSERT_TRUE(x);
   for (const char* name : {"pensieve_queue_depth", "pensieve_active_slots", "pensieve_kv_blocks_used",
                            "pensieve_kv_blocks_total", "pensieve_kv_blocks_cached", "pensieve_output_tokens_per_second",
-                           "pensieve_preemptions_total", "pensieve_http_requests_total{path=\"/health\",status=\"200\"}"})
+                           "pensieve_preemptions_total", "pensieve_engine_steps_total",
+                           "pensieve_engine_step_seconds_total", "pensieve_engine_forward_seconds_total",
+                           "pensieve_engine_prefill_steps_total", "pensieve_engine_prefill_step_seconds_total",
+                           "pensieve_engine_step_tokens_total",
+                           "pensieve_http_requests_total{path=\"/health\",status=\"200\"}"})
     EXPECT_NE(x->body.find(name), std::string::npos) << name;
 }
 
