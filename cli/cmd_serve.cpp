@@ -234,10 +234,12 @@ int cmd_serve(int argc, char** argv) {
   std::string template_name(tmpl->name());
   srv.attach(std::move(*model), std::move(*tok), std::move(*tmpl));
   if (srv.ready()) {
+    if (srv.warm_up_seconds() > 0)
+      std::fprintf(stderr, "pensieve serve: GPU pipelines for every step size built in %.1f s\n", srv.warm_up_seconds());
     std::fprintf(stderr,
                  "pensieve serve: ready in %.1f s: %lld slots, context %lld tokens per sequence, KV pool %lld tokens "
                  "(%.2f GiB) shared by all slots, chat template %s\n",
-                 load_s, (long long)parallel, (long long)srv.context_tokens(), (long long)kv_tokens,
+                 load_s + srv.warm_up_seconds(), (long long)parallel, (long long)srv.context_tokens(), (long long)kv_tokens,
                  double(kv_tokens * kv_bytes_per_token) / (1 << 30), template_name.c_str());
     std::printf("pensieve serve: %s at %s\n", so.model_id.c_str(), srv.url().c_str());
     std::fflush(stdout);

@@ -48,6 +48,50 @@ Engine::Engine(Model& model, const EngineOptions& o) : model_(model), o_(o) {
 
 Engine::~Engine() = default;
 
+double Engine::warm_up() {
+  Forward& f = model_.forward();
+  if (!f.builds_on_first_use()) return 0;
+  const Clock::time_point t0 = Clock::now();
+  KvCache& cache = model_.cache();
+  // The classes that pick their own pipelines (vulkan::ops matmul tiles and K splits by token
+  // count, decode or prefill attention, the split-K combine past 512 keys): decode steps of
+  // 1-4, 8 and 24 sequences, and one sequence prefilled in chunks of 48 .. 400 tokens, then
+  // decoded at ~1,050 keys. Steps that do not fit the slots, the context or the pool are skipped.
+  const int64_t V = model_.config().vocab;
+  std::vector<int32_t> tokens(512, int32_t(std::min<int64_t>(V - 1, 1)));
+  std::vector<float> top_v(size_t(32 * kMaxTopK));
+  std::vector<int32_t> top_i(size_t(32 * kMaxTopK));
+  const TopK top{top_v.data(), top_i.data()};
+  auto run = [&](std::vector<SeqKv>& seqs, const std::vector<int64_t>& pos, int64_t n) {
+    std::vector<SeqChunk> chunks(seqs.size());
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      if (!seqs[i].reserve(cache, pos[i] + n)) return false;
+      chunks[i].tokens = tokens.data();
+      chunks[i].n = n;
+      chunks[i].pos0 = pos[i];
+      chunks[i].block_table = seqs[i].blocks().data();
+      chunks[i].top_k = 1;
+    }
+    return f.run_topk(chunks, nullptr, top).ok();
+  };
+  for (int64_t k : {1, 2, 3, 4, 8, 24}) {
+    if (k > o_.max_seqs) break;
+    std::vector<SeqKv> seqs(static_cast<size_t>(k));
+    for (auto& s : seqs) s.start(cache, {tokens[0]}, false, false);
+    run(seqs, std::vector<int64_t>(size_t(k), 0), 1);
+    for (auto& s : seqs) s.release(cache);
+  }
+  std::vector<SeqKv> one(1);
+  one[0].start(cache, {tokens[0]}, false, false);
+  int64_t pos = 0;
+  for (int64_t n : {48, 100, 200, 300, 400, 1}) {
+    if (pos + n >= max_ctx_ || !run(one, {pos}, n)) break;
+    pos += n;
+  }
+  one[0].release(cache);
+  return seconds_since(t0);
+}
+
 Result<uint64_t> Engine::submit(Request r) {
   if (r.prompt.empty()) return errorf("the prompt is empty");
   if (int64_t(r.prompt.size()) >= max_ctx_)

@@ -92,6 +92,11 @@ class Engine {
   Result<uint64_t> submit(Request r);
   void cancel(uint64_t id);  // thread-safe; the sequence ends at the next step boundary
 
+  // Before serving: on a backend that builds pipelines on first use, one throwaway forward pass of
+  // each step-size class (decode batches, prefill chunks, a context past one attention split), so
+  // the first requests do not wait for them. Returns the seconds spent; nothing on other backends.
+  // Not thread-safe: call before run().
+  double warm_up();
   // Runs steps until stop() (the server's engine thread), sleeping while idle.
   void run();
   void stop();

@@ -59,6 +59,10 @@ class Forward {
   // True when a token's results never depend on the batch it runs in (chunking, other sequences,
   // recomputation after preemption give the same tokens).
   virtual bool batch_invariant() const { return true; }
+  // True when the first step of each size class builds its GPU pipelines (a stall of up to
+  // hundreds of ms the first time a binary runs on a machine): Engine::warm_up() runs those
+  // classes before serving.
+  virtual bool builds_on_first_use() const { return false; }
   // One line for logs and benchmarks: backend, device, memory.
   virtual std::string describe() const { return name(); }
 

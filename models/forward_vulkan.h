@@ -64,6 +64,7 @@ class VulkanForward : public Forward {
   std::string describe() const override;
   // Not with Precision::fast on a device with cooperative matrices (steps of >= 64 tokens use them).
   bool batch_invariant() const override;
+  bool builds_on_first_use() const override { return true; }
   Status run(const std::vector<SeqChunk>& batch, float* logits) override;
   Status run_topk(const std::vector<SeqChunk>& batch, float* logits, const TopK& top) override;
 

@@ -142,6 +142,7 @@ void Server::attach(std::unique_ptr<Model> model, Tokenizer tokenizer, ChatTempl
   tok_.emplace(std::move(tokenizer));
   tmpl_.emplace(std::move(chat_template));
   engine_ = std::make_unique<Engine>(*model_, o_.engine);
+  warm_up_s_ = engine_->warm_up();  // GPU pipelines of every step size, while /health says "loading"
   std::shared_lock lock(submit_mu_);
   if (stopping_) return;
   engine_thread_ = std::thread([this] { engine_->run(); });

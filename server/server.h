@@ -75,6 +75,8 @@ class Server {
   std::string url() const;
   bool ready() const { return ready_.load(std::memory_order_acquire); }
   EngineStats engine_stats() const;
+  // Seconds attach() spent in Engine::warm_up (GPU pipelines; 0 on the CPU).
+  double warm_up_seconds() const { return warm_up_s_; }
   int64_t context_tokens() const;
 
  private:
@@ -94,6 +96,7 @@ class Server {
   std::optional<Tokenizer> tok_;
   std::optional<ChatTemplate> tmpl_;
   std::unique_ptr<Engine> engine_;
+  double warm_up_s_ = 0;
   std::thread engine_thread_;
   std::atomic<bool> ready_{false};
 
