@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <iterator>
 
 namespace pensieve {
 
@@ -58,9 +59,11 @@ double Engine::warm_up() {
   // 1-4, 8 and 24 sequences, and one sequence prefilled in chunks of 48 .. 400 tokens, then
   // decoded at ~1,050 keys. Steps that do not fit the slots, the context or the pool are skipped.
   const int64_t V = model_.config().vocab;
-  std::vector<int32_t> tokens(512, int32_t(std::min<int64_t>(V - 1, 1)));
-  std::vector<float> top_v(size_t(32 * kMaxTopK));
-  std::vector<int32_t> top_i(size_t(32 * kMaxTopK));
+  constexpr int64_t kBatches[] = {1, 2, 3, 4, 8, 24}, kChunks[] = {48, 100, 200, 300, 400, 1};
+  std::vector<int32_t> tokens(size_t(*std::max_element(std::begin(kChunks), std::end(kChunks))),
+                              int32_t(std::min<int64_t>(V - 1, 1)));
+  std::vector<float> top_v(size_t(kBatches[std::size(kBatches) - 1] * kMaxTopK));  // the largest batch
+  std::vector<int32_t> top_i(top_v.size());
   const TopK top{top_v.data(), top_i.data()};
   auto run = [&](std::vector<SeqKv>& seqs, const std::vector<int64_t>& pos, int64_t n) {
     std::vector<SeqChunk> chunks(seqs.size());
@@ -74,7 +77,7 @@ double Engine::warm_up() {
     }
     return f.run_topk(chunks, nullptr, top).ok();
   };
-  for (int64_t k : {1, 2, 3, 4, 8, 24}) {
+  for (int64_t k : kBatches) {
     if (k > o_.max_seqs) break;
     std::vector<SeqKv> seqs(static_cast<size_t>(k));
     for (auto& s : seqs) s.start(cache, {tokens[0]}, false, false);
@@ -84,7 +87,7 @@ double Engine::warm_up() {
   std::vector<SeqKv> one(1);
   one[0].start(cache, {tokens[0]}, false, false);
   int64_t pos = 0;
-  for (int64_t n : {48, 100, 200, 300, 400, 1}) {
+  for (int64_t n : kChunks) {
     if (pos + n >= max_ctx_ || !run(one, {pos}, n)) break;
     pos += n;
   }

@@ -145,9 +145,9 @@ Status attention(CommandList& cl, const BufferSlice& out, const BufferSlice& q, 
     // attn_dec4 reads K and V rows as 16-byte vectors: every row offset must be a multiple of 8
     // (f16) or 4 (f32) elements.
     const int64_t epv = kv_f16 ? 8 : 4;
-    const bool vec = hd % epv == 0 && kv.block_stride % epv == 0 && kv.head_stride % epv == 0 &&
-                     uint32_t(hd / epv) <= std::min(kWg, dec4_shape().wg);
     const Dec4Shape& sh = dec4_shape();
+    const bool vec = hd % epv == 0 && kv.block_stride % epv == 0 && kv.head_stride % epv == 0 &&
+                     uint32_t(hd / epv) <= sh.wg;
     auto pipe = vec ? ctx.pipelines().get(kDecode4, {sh.wg, hd, kv_f16, sh.kb, sh.vb})
                     : ctx.pipelines().get(kDecode, {kWg, hd, kv_f16});
     if (!pipe.ok()) return std::move(pipe).take_error();
