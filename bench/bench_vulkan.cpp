@@ -275,7 +275,9 @@ void bench_matvec(Context& ctx, const Args& a, int64_t k, int64_t n_out, const s
   // workgroup sizes and rows per invocation.
   // q4 kernel sweep: workgroup size, rows per invocation, lanes per row group (all at 1 token; a
   // subset at 2-8 tokens).
+  // Kernel 2: the q4 kernel's f32 arithmetic; 3: its int8 dot-product variant (where the device has it).
   std::vector<MatvecTuning> tunings = {MatvecTuning{}, MatvecTuning{0, 0, 0, 0, 1}};
+  if (ctx.info().integer_dot_product) tunings.push_back(MatvecTuning{0, 0, 0, 0, 3});
   if (a.sweep)
     for (uint32_t wg : {64u, 128u, 256u})
       for (uint32_t rows : {1u, 2u, 4u})
@@ -293,6 +295,7 @@ void bench_matvec(Context& ctx, const Args& a, int64_t k, int64_t n_out, const s
       double bytes = double(wc.bytes_each) + double(n * (k + n_out) * 4);
       std::string var = std::string(kern) + " n=" + std::to_string(n);
       if (t.kernel == 1) var += " (matvec.comp)";
+      else if (t.kernel == 3) var += " (int8 dot)";
       else if (t.wg) var += " wg" + std::to_string(t.wg) + " r" + std::to_string(t.rows) + " l" + std::to_string(t.unit_words);
       else if (std::string(kern) == "matvec") var += " (default)";
       print_row("q4g64 matmul", shape, var, ms, bytes, 2.0 * double(n) * double(k) * double(n_out), n <= 8);

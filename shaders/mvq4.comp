@@ -30,6 +30,18 @@
 // staging invocation of each x vec4 is its index mod WG in every tile (the host keeps TU * 8 a
 // multiple of WG when it tiles), so sum x^2 is also formed in one order.
 //
+// IDOT (the _dot variants, fast precision on devices with VK_KHR_shader_integer_dot_product and
+// the subgroup reductions, host-checked): x' is quantized per unit (32 columns) to int8 with
+// d = max|x'| / 127 as it is staged, and a unit's row sum is s * d * sum_j dot4(xq, q) + b * d *
+// sum xq. (Both terms with the quantized x, so the error is sum W dx; with the exact sum of x in the
+// bias term it would be sum (W - b) dx, several times larger when |b| is large.) Per 8 weights one
+// shift, two ANDs and two 4-way int8
+// dot products instead of 16 integer ops and 8 FMAs: the f32 arithmetic above issues more
+// instructions than a decode matvec can hide behind its loads. The x error is the CPU fast
+// path's (int8 per block, kernels/README.md "Tolerances"). Bytes of a staged word J of a unit are
+// columns 8J, 8J+2, 8J+4, 8J+6 (xe) and 8J+1, .., 8J+7 (xo), the order in which (w & 0x0F0F0F0F)
+// and ((w >> 4) & 0x0F0F0F0F) hold the nibbles of weight word J.
+//
 // Reductions: the _sg variant (USE_SUBGROUP, LPR dividing the subgroup size, host-checked) sums a
 // row group with subgroupAdd or a shuffle butterfly; the plain variant writes every partial to shared memory and one
 // invocation per output sums the LPR lanes in order. Either way every lane of a row group then
@@ -46,6 +58,9 @@
 //     the token (f16 rounded to nearest even, or f32).
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
+#ifdef IDOT
+#extension GL_EXT_spirv_intrinsics : require
+#endif
 #ifdef USE_SUBGROUP
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
@@ -98,7 +113,15 @@ layout(push_constant) uniform Push {
   uint n_heads, n_kv_heads, head_dim, half_rot, head_stride;  // MODE 2 (head_stride: cache elements per kv head)
 } pc;
 
+#ifdef IDOT
+shared uvec4 xlo[NT * TU], xhi[NT * TU];  // token t's unit i at t TU + i: int8 words xe0 xo0 xe1 xo1 | xe2 xo2 xe3 xo3
+shared vec2 xds[NT * TU];                 // its scale d and d * sum xq
+// OpSUDot (SPV_KHR_integer_dot_product), packed 4 x 8-bit: signed a . unsigned b.
+spirv_instruction(extensions = ["SPV_KHR_integer_dot_product"], capabilities = [6019, 6018], id = 4452)
+int sudot4(uint a, uint b, spirv_literal int fmt);
+#else
 shared vec4 xs[NT * TV];
+#endif
 #ifdef USE_SUBGROUP
 shared float ssp[NRG * NT];  // XMODE 1: per-subgroup sums of x^2
 #else
@@ -111,11 +134,23 @@ uint swz(uint v) { return v ^ ((v >> 3) & 7u); }
 float silu(float g) { return g / (1.0 + exp(-g)); }
 
 // Scale and folded bias of group gi: A = s, Bf = b - 16 s.
+// (IDOT: the bias itself.)
 void scale_of(uint gi, out float A, out float Bf) {
   const float s = plane_value(S[plane_word(gi, STYPE)], gi, STYPE);
   A = s;
+#ifdef IDOT
+  Bf = plane_value(B[plane_word(gi, STYPE)], gi, STYPE);
+#else
   Bf = plane_value(B[plane_word(gi, STYPE)], gi, STYPE) - 16.0 * s;
+#endif
 }
+
+#ifdef IDOT
+// Four int8 values as the bytes of one word, the first lowest.
+uint pack_i8(int a, int b, int c, int d) {
+  return (uint(a) & 0xffu) | ((uint(b) & 0xffu) << 8) | ((uint(c) & 0xffu) << 16) | (uint(d) << 24);
+}
+#endif
 
 // 16 + q for the 8 values of a word (value j in lo[j] / hi[j - 4]): q at mantissa bits 19..22.
 void q4_16(uint w, out vec4 lo, out vec4 hi) {
@@ -255,6 +290,54 @@ void main() {
 #define LOAD_ALL(U) LOADW(0, U) LOADW(1, U) LOADW(2, U) LOADW(3, U)
     LOAD_ALL(u)
 
+#ifdef IDOT
+    // Stage x' for the tile as int8: word J (8 columns) of unit i by invocation (4 i + J) mod WG, so a
+    // unit's 4 words are 4 neighbouring lanes of a subgroup (max and sum by two shuffles). The
+    // loop runs alike in every invocation (shuffles in uniform control flow).
+#define STAGE_I8(t)                                                                               \
+    if (NT > t) {                                                                                   \
+      for (uint v0 = 0u; v0 < tun * 4u; v0 += WG) {                                                 \
+        const uint v = v0 + tid, c = (tu0 * 4u + v) * 8u;                                           \
+        vec4 x0 = vec4(0.0), x1 = vec4(0.0);                                                        \
+        if (v < tun * 4u && c < pc.cols) {                                                          \
+          x0 = X4[(xr[t] + c) >> 2];                                                                \
+          x1 = X4[(xr[t] + c + 4u) >> 2];                                                           \
+          if (XMODE == 1u) {                                                                        \
+            ss[t] += dot(x0, x0) + dot(x1, x1);                                                     \
+            x0 *= G4[c >> 2];                                                                       \
+            x1 *= G4[(c >> 2) + 1u];                                                                \
+          } else if (XMODE == 2u) {                                                                 \
+            const vec4 u0 = X4[(xr[t] + c + pc.xoff) >> 2], u1 = X4[(xr[t] + c + 4u + pc.xoff) >> 2]; \
+            x0 = vec4(silu(x0.x), silu(x0.y), silu(x0.z), silu(x0.w)) * u0;                         \
+            x1 = vec4(silu(x1.x), silu(x1.y), silu(x1.z), silu(x1.w)) * u1;                         \
+          }                                                                                         \
+        }                                                                                           \
+        float m = max(max(max(abs(x0.x), abs(x0.y)), max(abs(x0.z), abs(x0.w))),                    \
+                      max(max(abs(x1.x), abs(x1.y)), max(abs(x1.z), abs(x1.w))));                   \
+        m = max(m, subgroupShuffleXor(m, 1u));                                                      \
+        m = max(m, subgroupShuffleXor(m, 2u));                                                      \
+        const float id = m > 0.0 ? 127.0 / m : 0.0;                                                 \
+        const ivec4 q0 = clamp(ivec4(round(x0 * id)), ivec4(-127), ivec4(127));                     \
+        const ivec4 q1 = clamp(ivec4(round(x1 * id)), ivec4(-127), ivec4(127));                     \
+        int sq = ((q0.x + q0.y) + (q0.z + q0.w)) + ((q1.x + q1.y) + (q1.z + q1.w));                 \
+        sq += subgroupShuffleXor(sq, 1u);                                                           \
+        sq += subgroupShuffleXor(sq, 2u);                                                           \
+        if (v < tun * 4u) {                                                                         \
+          const uint xe = pack_i8(q0.x, q0.z, q1.x, q1.z), xo = pack_i8(q0.y, q0.w, q1.y, q1.w);    \
+          const uint i = t * TU + (v >> 2), J = v & 3u;                                             \
+          if (J < 2u) {                                                                             \
+            xlo[i][2u * J] = xe;                                                                    \
+            xlo[i][2u * J + 1u] = xo;                                                               \
+          } else {                                                                                  \
+            xhi[i][2u * J - 4u] = xe;                                                               \
+            xhi[i][2u * J - 3u] = xo;                                                               \
+          }                                                                                         \
+          if (J == 0u) xds[i] = vec2(m / 127.0, m / 127.0 * float(sq));                             \
+        }                                                                                           \
+      }                                                                                             \
+    }
+    REP8(STAGE_I8)
+#else
     // Stage x' for the tile: token t's vec4 v (of the tile) by invocation v mod WG.
 #define STAGE(t)                                                                  \
     if (NT > t) {                                                                 \
@@ -275,6 +358,7 @@ void main() {
       }                                                                           \
     }
     REP8(STAGE)
+#endif
     barrier();
 
     for (; u < tu0 + tun; u += LPR) {
@@ -283,6 +367,37 @@ void main() {
 #define TAKE(r) if (R > r) { w[r] = wn[r]; a[r] = an[r]; b[r] = bn[r]; }
       REP4(TAKE)
       LOAD_ALL(u + LPR)  // the next unit's loads in flight during this one (clamped past the end)
+#ifdef IDOT
+      {
+        // The unit's nibbles as bytes, per row: words 2J (even columns of word J) and 2J + 1 (odd).
+        const uint M = 0x0F0F0F0Fu;
+        uint wb[32];
+#define NIB(r)                                                                                     \
+        if (R > r) {                                                                               \
+          wb[r * 8 + 0] = w[r].x & M; wb[r * 8 + 1] = (w[r].x >> 4) & M;                           \
+          wb[r * 8 + 2] = w[r].y & M; wb[r * 8 + 3] = (w[r].y >> 4) & M;                           \
+          wb[r * 8 + 4] = w[r].z & M; wb[r * 8 + 5] = (w[r].z >> 4) & M;                           \
+          wb[r * 8 + 6] = w[r].w & M; wb[r * 8 + 7] = (w[r].w >> 4) & M;                           \
+        }
+        REP4(NIB)
+#define IDOT_R(r, t)                                                                               \
+        if (R > r) {                                                                               \
+          int si = sudot4(q0.x, wb[r * 8 + 0], 0) + sudot4(q0.y, wb[r * 8 + 1], 0);                 \
+          si += sudot4(q0.z, wb[r * 8 + 2], 0) + sudot4(q0.w, wb[r * 8 + 3], 0);                    \
+          si += sudot4(q1.x, wb[r * 8 + 4], 0) + sudot4(q1.y, wb[r * 8 + 5], 0);                    \
+          si += sudot4(q1.z, wb[r * 8 + 6], 0) + sudot4(q1.w, wb[r * 8 + 7], 0);                    \
+          acc[r * 8 + t] += a[r] * (ds.x * float(si)) + b[r] * ds.y;                               \
+        }
+#define IDOT_T(t)                                                                                  \
+        if (NT > t) {                                                                              \
+          const uint i = t * TU + u - tu0;                                                         \
+          const uvec4 q0 = xlo[i], q1 = xhi[i];                                                    \
+          const vec2 ds = xds[i];                                                                  \
+          IDOT_R(0, t) IDOT_R(1, t) IDOT_R(2, t) IDOT_R(3, t)                                      \
+        }
+        REP8(IDOT_T)
+      }
+#else
       // Swizzled indices of the unit's 8 vec4 (token 0; token t adds t * TV): (u - tu0) * 8 + (k ^ sw).
       const uint vb = (u - tu0) * 8u, sw = (u - tu0) & 7u;
       uint xi[8];
@@ -320,6 +435,7 @@ void main() {
 #define FOLD_R(r, t) if (R > r) acc[r * 8 + t] += a[r] * sf[r * 8 + t] + b[r] * sx[t];
 #define FOLD(t) if (NT > t) { FOLD_R(0, t) FOLD_R(1, t) FOLD_R(2, t) FOLD_R(3, t) }
       REP8(FOLD)
+#endif
     }
     barrier();  // xs is rewritten by the next tile
   }

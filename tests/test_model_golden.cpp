@@ -68,7 +68,10 @@ std::vector<Variant> variants() {
   if (std::string dev = test_vulkan_device(); !dev.empty()) {
     v.push_back({"", Precision::exact, DType::f32, 1e-4, 1e-3, dev});
     v.push_back({"", Precision::exact, DType::f16, 1.5e-2, 1.5e-2, dev, false});
-    v.push_back({"", Precision::fast, DType::f16, 0.15, 0.3, dev, false});
+    // fast: the q4 matvec rounds activations to int8 per 32 values on devices with integer dot
+    // products (as the CPU fast path: its tolerance; measured up to 0.35 on lavapipe), f16 tensor
+    // cores for larger steps where present.
+    v.push_back({"", Precision::fast, DType::f16, 0.8, 0.6, dev, false});
   }
   return v;
 }

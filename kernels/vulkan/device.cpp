@@ -348,6 +348,17 @@ Status Context::init(const ContextOptions& opt) {
   } else {
     info_.coopmat_nv = info_.coopmat_nv_f16_16x16x16 = false;
   }
+  // Integer dot products (mvq4_dot_sg): through the extension, which NVIDIA also lists on 1.3.
+  VkPhysicalDeviceShaderIntegerDotProductFeatures fdot{
+      VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES};
+  if (info_.integer_dot_product && has_ext(exts, VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME)) {
+    enable.push_back(VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME);
+    fdot.shaderIntegerDotProduct = VK_TRUE;
+    fdot.pNext = feats.pNext;
+    feats.pNext = &fdot;
+  } else {
+    info_.integer_dot_product = false;
+  }
   if (has_ext(exts, "VK_KHR_portability_subset")) enable.push_back("VK_KHR_portability_subset");
   // PENSIEVE_VK_PIPELINE_STATS=1 (tuning aid): the driver's compiler statistics of every pipeline
   // (registers, shared and local memory, ...) are printed to stderr as it is created.

@@ -47,6 +47,9 @@ static_assert(sizeof(Mvq4Push) <= 128);
 const KernelDesc kMvq4{"mvq4", 6, sizeof(Mvq4Push), 1u << 4, false, false};
 const KernelDesc kMvq4Sg{"mvq4_sg", 6, sizeof(Mvq4Push), 1u << 4, false, false};
 const KernelDesc kMvq4RopeSg{"mvq4_rope_sg", 11, sizeof(Mvq4Push), (1u << 4) | (1u << 9) | (1u << 10), false, false};
+const KernelDesc kMvq4DotSg{"mvq4_dot_sg", 6, sizeof(Mvq4Push), 1u << 4, false, false};
+const KernelDesc kMvq4RopeDotSg{"mvq4_rope_dot_sg", 11, sizeof(Mvq4Push), (1u << 4) | (1u << 9) | (1u << 10), false,
+                                false};
 const KernelDesc kMatmul{"matmul", 5, sizeof(MatPush), 1u << 4, false, false};
 const KernelDesc kMatmulCoop{"matmul_coopmat", 5, sizeof(MatPush), 1u << 4, false, true};
 // Bindings: 0 W, 1 scales, 2 biases, 3 x, 4 y, 5 split-K partials, 6 split-K counters, 7 sums of
@@ -156,10 +159,19 @@ const char* rope_unfusable(const Context& ctx, const GpuWeight& w, const RopeSto
   return "";
 }
 
+// The int8 dot-product variant (mvq4.comp IDOT): fast precision, on devices with
+// VK_KHR_shader_integer_dot_product and the subgroup variant; tuning kernel 2 forces the f32
+// variant, 3 the int8 one (where it can run).
+bool mvq4_dot(const Context& ctx, Precision p, const MatvecTuning& tune) {
+  if (!ctx.info().integer_dot_product || !mvq4_lanes(ctx).sg) return false;
+  return tune.kernel == 3 || (p == Precision::fast && tune.kernel != 2);
+}
+
 Status matvec_q4(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSlice& x, int64_t ldx, int64_t n,
-                 const GpuWeight& w, ScaleType st, const MatvecTuning& tune, const MatmulFusion& f) {
+                 const GpuWeight& w, ScaleType st, Precision p, const MatvecTuning& tune, const MatmulFusion& f) {
   Context& ctx = cl.context();
   const Mvq4Lanes ln = mvq4_lanes(ctx);
+  const bool dot = mvq4_dot(ctx, p, tune);
   // Lanes per row group: the subgroup by default; a tuning override may take a power of two below
   // it (subgroup variant) or any power of two (plain variant).
   const uint32_t lpr = tune.unit_words ? tune.unit_words : ln.lpr;
@@ -198,11 +210,12 @@ Status matvec_q4(CommandList& cl, const BufferSlice& y, int64_t ldy, const Buffe
       wg > ctx.info().max_workgroup_invocations)
     return errorf("vulkan matvec (q4): bad tuning (wg %u, rows %u, tokens %u, lanes %u)", wg, r, nt, lpr);
   const uint64_t units = uint64_t(w.words_per_row()) / 4;
-  // Shared memory: x tiles of NT tokens x TU units x 128 bytes, plus the reduction scratch.
+  // Shared memory: x tiles of NT tokens x TU units x 128 bytes (int8: 40 bytes), plus the
+  // reduction scratch.
   const uint64_t red = ln.sg ? uint64_t(wg / lpr) * nt * 4 : uint64_t(r * nt + nt) * wg * 4;
   const uint64_t limit = std::min<uint64_t>(ctx.info().max_shared_memory, 48 * 1024);
   if (limit <= red + 1024) return errorf("vulkan matvec (q4): not enough shared memory");
-  const uint64_t fit = (limit - red - 512) / (uint64_t(nt) * 128);  // units per tile that fit
+  const uint64_t fit = (limit - red - 512) / (uint64_t(nt) * (dot ? 40 : 128));  // units per tile that fit
   uint64_t tu = units;
   if (units > fit) {
     // Tiles start at multiples of WG vec4s, so every tile maps x vec4 v to invocation v mod WG
@@ -235,7 +248,8 @@ Status matvec_q4(CommandList& cl, const BufferSlice& y, int64_t ldy, const Buffe
     kv_f16 = kv.dtype == DType::f16 ? 1 : 0;
   }
   const uint32_t xmode = f.norm.valid() ? 1 : f.silu_offset > 0 ? 2 : 0;
-  const KernelDesc& desc = f.rope ? kMvq4RopeSg : ln.sg ? kMvq4Sg : kMvq4;
+  const KernelDesc& desc =
+      dot ? (f.rope ? kMvq4RopeDotSg : kMvq4DotSg) : f.rope ? kMvq4RopeSg : ln.sg ? kMvq4Sg : kMvq4;
   auto pipe = ctx.pipelines().get(desc, {wg, r, nt, lpr, uint32_t(st), uint32_t(w.group_size), uint32_t(tu), xmode,
                                          f.accumulate ? 1u : 0u, mode, kv_f16});
   if (!pipe.ok()) return std::move(pipe).take_error();
@@ -402,7 +416,7 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
     if (!tune.unit_words) tune.unit_words = env.unit_words;
     if (!tune.kernel) tune.kernel = env.kernel;
     if (mvq4_applies(w) && (tune.kernel != 1 || f.silu_pairs || f.rope))
-      return matvec_q4(cl, y, ldy, x, ldx, n, w, st, tune, f);
+      return matvec_q4(cl, y, ldy, x, ldx, n, w, st, p, tune, f);
     if (f.silu_pairs || f.rope) return errorf("vulkan matmul: fused output ops need the q4 matvec (see matmul_fuses)");
     // Defaults: 64 invocations (two NVIDIA warps, one AMD wave), 4 rows per workgroup (4 rows x 2
     // units = 8 loads, 128 bytes in flight per invocation), up to 8 tokens per workgroup (32
