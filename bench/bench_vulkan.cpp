@@ -281,7 +281,9 @@ void bench_matvec(Context& ctx, const Args& a, int64_t k, int64_t n_out, const s
   if (a.sweep)
     for (uint32_t wg : {64u, 128u, 256u})
       for (uint32_t rows : {1u, 2u, 4u})
-        for (uint32_t lanes : {8u, 16u, 32u}) tunings.push_back({wg, rows, 0, lanes, 2});
+        for (uint32_t lanes : {8u, 16u, 32u})
+          for (uint32_t kernel : {2u, 3u})
+            if (kernel == 2 || ctx.info().integer_dot_product) tunings.push_back({wg, rows, 0, lanes, kernel});
   for (int64_t n : batches) {
     for (const MatvecTuning& t : tunings) {
       if (n > 8 && (t.wg || t.rows || t.kernel)) continue;
@@ -295,8 +297,10 @@ void bench_matvec(Context& ctx, const Args& a, int64_t k, int64_t n_out, const s
       double bytes = double(wc.bytes_each) + double(n * (k + n_out) * 4);
       std::string var = std::string(kern) + " n=" + std::to_string(n);
       if (t.kernel == 1) var += " (matvec.comp)";
-      else if (t.kernel == 3) var += " (int8 dot)";
-      else if (t.wg) var += " wg" + std::to_string(t.wg) + " r" + std::to_string(t.rows) + " l" + std::to_string(t.unit_words);
+      else if (t.kernel == 3 && !t.wg) var += " (int8 dot)";
+      else if (t.wg)
+        var += " wg" + std::to_string(t.wg) + " r" + std::to_string(t.rows) + " l" + std::to_string(t.unit_words) +
+               (t.kernel == 3 ? " int8" : "");
       else if (std::string(kern) == "matvec") var += " (default)";
       print_row("q4g64 matmul", shape, var, ms, bytes, 2.0 * double(n) * double(k) * double(n_out), n <= 8);
       if (n == 1 && !t.wg && !t.kernel) {  // the same dispatches without barriers between them

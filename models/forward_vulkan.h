@@ -25,9 +25,10 @@
 //
 // Batch invariance: every kernel computes a token's values independently of the batch (the matvec
 // by construction, attention with fixed split positions), so a sequence gets the same tokens alone,
-// batched, chunked or recomputed after preemption. Precision::fast differs from exact only where
-// the device has cooperative matrices: steps of >= 64 tokens (prefill) then run the projections in
-// f16 on the tensor cores (f32 accumulation), which is not the matvec's arithmetic.
+// batched, chunked or recomputed after preemption. Precision::fast differs from exact where the
+// device has integer dot products (the q4 matvec rounds x to int8 per 32 values, per token: still
+// batch-invariant) or cooperative matrices: steps of >= 5 tokens then run the q4 projections in f16
+// on the tensor cores (f32 accumulation), which is not the matvec's arithmetic.
 #pragma once
 
 #include <map>

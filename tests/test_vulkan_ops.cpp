@@ -478,30 +478,30 @@ TEST(VulkanRuntime, MatvecTuningsAreBitwiseEqual) {
     ASSERT_TRUE(by.ok());
     // Both precisions: fast takes the int8 dot-product variant where the device has one.
     for (Precision p : {Precision::exact, Precision::fast}) {
-    SCOPED_TRACE(p == Precision::exact ? "exact" : "fast");
-    auto run = [&](vulkan::MatvecTuning t) {
-      vulkan::MatmulFusion f;
-      f.norm = bg.whole();
-      f.eps = 1e-5f;
-      auto cl = vulkan::CommandList::create(*ctx);
-      EXPECT_TRUE(cl.ok());
-      EXPECT_TRUE((*cl)->begin().ok());
-      Status st = vulkan::ops::matmul(**cl, by->whole(), rows, bx.whole(), cols, n, gw, p, t, f);
-      EXPECT_TRUE(st.ok()) << st.error();
-      EXPECT_TRUE((*cl)->end().ok());
-      EXPECT_TRUE((*cl)->submit_and_wait().ok());
-      return download<float>(*ctx, *by, size_t(n * rows));
-    };
-    const std::vector<float> want = run({});
-    for (uint32_t r : {1u, 2u, 4u})
-      for (uint32_t nt : {1u, 2u, 3u}) {
-        SCOPED_TRACE("rows " + std::to_string(r) + " tokens " + std::to_string(nt));
-        vulkan::MatvecTuning t;
-        t.rows = r;
-        t.tokens = nt;
-        const std::vector<float> got = run(t);
-        EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size() * 4), 0);
-      }
+      SCOPED_TRACE(p == Precision::exact ? "exact" : "fast");
+      auto run = [&](vulkan::MatvecTuning t) {
+        vulkan::MatmulFusion f;
+        f.norm = bg.whole();
+        f.eps = 1e-5f;
+        auto cl = vulkan::CommandList::create(*ctx);
+        EXPECT_TRUE(cl.ok());
+        EXPECT_TRUE((*cl)->begin().ok());
+        Status st = vulkan::ops::matmul(**cl, by->whole(), rows, bx.whole(), cols, n, gw, p, t, f);
+        EXPECT_TRUE(st.ok()) << st.error();
+        EXPECT_TRUE((*cl)->end().ok());
+        EXPECT_TRUE((*cl)->submit_and_wait().ok());
+        return download<float>(*ctx, *by, size_t(n * rows));
+      };
+      const std::vector<float> want = run({});
+      for (uint32_t r : {1u, 2u, 4u})
+        for (uint32_t nt : {1u, 2u, 3u}) {
+          SCOPED_TRACE("rows " + std::to_string(r) + " tokens " + std::to_string(nt));
+          vulkan::MatvecTuning t;
+          t.rows = r;
+          t.tokens = nt;
+          const std::vector<float> got = run(t);
+          EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size() * 4), 0);
+        }
     }
   }
 }
