@@ -263,13 +263,13 @@ Status VulkanForward::allocate() {
       {&topv_, uint64_t(R * kMaxTopK) * 4, MemoryKind::device, "top-k"},
       {&topi_, uint64_t(R * kMaxTopK) * 4, MemoryKind::device, "top-k"},
       {&topk_scratch_, vulkan::ops::topk_scratch_bytes(R, V, kMaxTopK), MemoryKind::device, "top-k scratch"},
-      {&ids_, uint64_t(T) * 4, MemoryKind::upload, "step inputs"},
-      {&slots_, uint64_t(T) * 4, MemoryKind::upload, "step inputs"},
-      {&cos_, uint64_t(T * half) * 4, MemoryKind::upload, "step inputs"},
-      {&sin_, uint64_t(T * half) * 4, MemoryKind::upload, "step inputs"},
-      {&meta_, uint64_t(2 * T) * sizeof(vulkan::SeqMeta), MemoryKind::upload, "step inputs"},
-      {&tables_, uint64_t(table_capacity_) * 4, MemoryKind::upload, "block tables"},
-      {&gidx_, uint64_t(R) * 4, MemoryKind::upload, "step inputs"},
+      {&ids_, uint64_t(T) * 4, MemoryKind::input, "step inputs"},
+      {&slots_, uint64_t(T) * 4, MemoryKind::input, "step inputs"},
+      {&cos_, uint64_t(T * half) * 4, MemoryKind::input, "step inputs"},
+      {&sin_, uint64_t(T * half) * 4, MemoryKind::input, "step inputs"},
+      {&meta_, uint64_t(2 * T) * sizeof(vulkan::SeqMeta), MemoryKind::input, "step inputs"},
+      {&tables_, uint64_t(table_capacity_) * 4, MemoryKind::input, "block tables"},
+      {&gidx_, uint64_t(R) * 4, MemoryKind::input, "step inputs"},
       {&out_logits_, uint64_t(R * V) * 4, MemoryKind::readback, "logits readback"},
       {&out_topv_, uint64_t(R * kMaxTopK) * 4, MemoryKind::readback, "top-k readback"},
       {&out_topi_, uint64_t(R * kMaxTopK) * 4, MemoryKind::readback, "top-k readback"},
@@ -393,7 +393,7 @@ Status VulkanForward::write_inputs(const Piece& piece, Shape* shape) {
     recordings_.clear();  // they bind the old buffer
     last_ = nullptr;
     table_capacity_ = std::max(2 * table_capacity_, n_table);
-    auto b = make_buffer(*ctx_, uint64_t(table_capacity_) * 4, MemoryKind::upload, "block tables");
+    auto b = make_buffer(*ctx_, uint64_t(table_capacity_) * 4, MemoryKind::input, "block tables");
     if (!b.ok()) return std::move(b).take_error();
     tables_ = std::move(*b);
   }

@@ -8,7 +8,8 @@
 //
 // A step: the host writes the per-step inputs (token ids, cos/sin rows computed in double as the
 // CPU path does, cache slots, per-token attention metadata, block tables, the rows that want
-// logits) into host-visible upload buffers, then submits ONE command buffer and waits. The command
+// logits) into host-visible input buffers (device-local where the GPU has a host-visible window,
+// so the step's shaders do not read them across PCIe), then submits ONE command buffer and waits. The command
 // buffer depends only on the step's shape (tokens, logits rows, top-k rows and k, attention splits),
 // so it is recorded on first use and replayed after (a small cache of shapes; decode with B
 // sequences is one shape until the context grows past a split boundary).

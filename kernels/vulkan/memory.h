@@ -21,7 +21,11 @@ namespace pensieve::vulkan {
 class Context;
 class Buffer;
 
-enum class MemoryKind : uint8_t { device, upload, readback };
+// device: shader data (device-local); upload: host-written staging (host memory); readback:
+// shader results the host reads (host-cached); input: small per-step inputs the host writes and
+// every shader of the step reads (device-local and host-visible where the device has such memory,
+// the BAR window of a discrete GPU, so shaders do not read them across PCIe; else as upload).
+enum class MemoryKind : uint8_t { device, upload, readback, input };
 
 // A byte range of a buffer, as bound to a shader (offset must meet the device's
 // min_storage_buffer_offset_alignment). It holds the Vulkan handle, not a pointer to the Buffer
