@@ -186,5 +186,10 @@ Status topk(CommandList& cl, const BufferSlice& values, const BufferSlice& indic
 // (sink needs 4 * 1024 bytes).
 Status read_probe(CommandList& cl, const BufferSlice& src, const BufferSlice& sink);
 
+// The device's memory read bandwidth in GB/s (10^9 bytes): read_probe over a device buffer of up
+// to `bytes` (capped by one binding and a quarter of device memory), `passes` times per submission;
+// the best of 3 submissions, timed on the host. The ceiling GPU decode speed is measured against.
+Result<double> read_bandwidth_gbs(Context& ctx, uint64_t bytes = 1ull << 30, int passes = 8);
+
 }  // namespace ops
 }  // namespace pensieve::vulkan

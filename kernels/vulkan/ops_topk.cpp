@@ -1,4 +1,7 @@
 // topk / argmax (shaders/topk.comp) and the benchmark read probe (shaders/readbw.comp).
+#include <algorithm>
+#include <chrono>
+
 #include "kernels/vulkan/ops_util.h"
 
 namespace pensieve::vulkan::ops {
@@ -78,6 +81,32 @@ Status read_probe(CommandList& cl, const BufferSlice& src, const BufferSlice& si
   auto pipe = cl.context().pipelines().get(kReadbw, {256});
   if (!pipe.ok()) return std::move(pipe).take_error();
   return cl.dispatch(**pipe, {src, sink}, ProbePush{uint32_t(src.size / 16)}, 1024);
+}
+
+Result<double> read_bandwidth_gbs(Context& ctx, uint64_t bytes, int passes) {
+  bytes = std::min({bytes, ctx.info().max_storage_buffer_range, ctx.info().device_local_bytes / 4}) / 16 * 16;
+  if (bytes < (1u << 20) || passes <= 0) return errorf("vulkan read_bandwidth: no room for a probe");
+  auto src = Buffer::create(ctx, bytes, MemoryKind::device, "bandwidth probe");
+  if (!src.ok()) return std::move(src).take_error();
+  auto sink = Buffer::create(ctx, 4096, MemoryKind::device, "bandwidth probe sink");
+  if (!sink.ok()) return std::move(sink).take_error();
+  auto cl = CommandList::create(ctx);
+  if (!cl.ok()) return std::move(cl).take_error();
+  PENSIEVE_TRY((*cl)->begin());
+  PENSIEVE_TRY((*cl)->fill(src->whole(), 0x3c013c02u));  // never time reads of zeros
+  PENSIEVE_TRY((*cl)->end());
+  PENSIEVE_TRY((*cl)->submit_and_wait());
+  PENSIEVE_TRY((*cl)->begin());
+  for (int i = 0; i < passes; ++i) PENSIEVE_TRY(read_probe(**cl, src->whole(), sink->whole()));
+  PENSIEVE_TRY((*cl)->end());
+  double best = 0;
+  for (int rep = 0; rep < 4; ++rep) {  // the first submission warms the clocks up, not counted
+    const auto t0 = std::chrono::steady_clock::now();
+    PENSIEVE_TRY((*cl)->submit_and_wait());
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (rep > 0) best = std::max(best, double(bytes) * passes / s / 1e9);
+  }
+  return best;
 }
 
 }  // namespace pensieve::vulkan::ops
