@@ -217,13 +217,14 @@ int cmd_bench(int argc, char** argv) {
   std::string bw_of = "host memory";
 #ifdef PENSIEVE_HAS_VULKAN
   if (auto* vf = dynamic_cast<VulkanForward*>(&m.forward()); vf && !no_probe) {
-    auto g = vulkan::ops::read_bandwidth_gbs(vf->context());
-    if (!g) {
-      std::fprintf(stderr, "pensieve bench: GPU bandwidth probe: %s\n", g.error().c_str());
-      return 1;
+    // (A device too full for the probe buffer gets the figures without it.)
+    if (auto g = vulkan::ops::read_bandwidth_gbs(vf->context()); g) {
+      bw.best_gbs = bw.median_gbs = *g;
+      bw_of = "Vulkan device memory";
+    } else {
+      std::fprintf(stderr, "pensieve bench: no GPU bandwidth probe (%s)\n", g.error().c_str());
+      no_probe = true;
     }
-    bw.best_gbs = bw.median_gbs = *g;
-    bw_of = "Vulkan device memory";
   }
 #endif
   if (!no_probe && bw.best_gbs == 0) bw = read_bandwidth(m.pool());

@@ -737,6 +737,20 @@ TEST(VulkanRuntime, MissingLoaderIsAnError) {
   EXPECT_TRUE(b.empty());
 }
 
+// The bandwidth probe pensieve bench states GPU decode against: a positive figure, and a clear
+// error (not a crash) when there is no room for it.
+TEST(VulkanRuntime, ReadBandwidthProbe) {
+  auto ctxs = contexts();
+  if (ctxs.empty()) GTEST_SKIP() << "no Vulkan device";
+  for (auto& ctx : ctxs) {
+    SCOPED_TRACE(ctx->info().name);
+    auto bw = vulkan::ops::read_bandwidth_gbs(*ctx, 16u << 20, 2);
+    ASSERT_TRUE(bw.ok()) << bw.error();
+    EXPECT_GT(*bw, 0.1);
+    EXPECT_FALSE(vulkan::ops::read_bandwidth_gbs(*ctx, 1024, 2).ok());
+  }
+}
+
 TEST(VulkanRuntime, BadShapesAreErrors) {
   auto ctxs = contexts();
   if (ctxs.empty()) GTEST_SKIP() << "no Vulkan device";
