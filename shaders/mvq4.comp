@@ -35,12 +35,14 @@
 // d = max|x'| / 127 as it is staged, and a unit's row sum is s * d * sum_j dot4(xq, q) + b * d *
 // sum xq. (Both terms with the quantized x, so the error is sum W dx; with the exact sum of x in the
 // bias term it would be sum (W - b) dx, several times larger when |b| is large.) Per 8 weights one
-// shift, two ANDs and two 4-way int8
-// dot products instead of 16 integer ops and 8 FMAs: the f32 arithmetic above issues more
-// instructions than a decode matvec can hide behind its loads. The x error is the CPU fast
-// path's (int8 per block, kernels/README.md "Tolerances"). Bytes of a staged word J of a unit are
-// columns 8J, 8J+2, 8J+4, 8J+6 (xe) and 8J+1, .., 8J+7 (xo), the order in which (w & 0x0F0F0F0F)
-// and ((w >> 4) & 0x0F0F0F0F) hold the nibbles of weight word J.
+// shift, two ANDs and two 4-way int8 dot products instead of 16 integer ops and 8 FMAs, and a
+// quarter of the staged bytes: a shorter chain per workgroup, which is what bounds a decode
+// matvec (H200, one token: 2.33 -> 1.94 ms per Phi-3 step, bench/RESULTS.md phase 7). The x error
+// is the CPU fast path's (int8 per block, kernels/README.md "Tolerances"). Bytes of a staged word J
+// of a unit are columns 8J, 8J+2, 8J+4, 8J+6 (xe) and 8J+1, .., 8J+7 (xo), the order in which
+// (w & 0x0F0F0F0F) and ((w >> 4) & 0x0F0F0F0F) hold the nibbles of weight word J. Batch
+// invariance as above: only WG and LPR shape a token's arithmetic (the sum of x^2 is formed by
+// staging invocation (4 i + J) mod WG).
 //
 // Reductions: the _sg variant (USE_SUBGROUP, LPR dividing the subgroup size, host-checked) sums a
 // row group with subgroupAdd or a shuffle butterfly; the plain variant writes every partial to shared memory and one
