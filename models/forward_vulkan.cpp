@@ -244,7 +244,7 @@ Status VulkanForward::allocate() {
   // Attention partials: enough for a full step at the pool's longest context, capped at 256 MiB
   // (steps at very long contexts are then cut in smaller pieces).
   const int64_t max_ctx = cache_.n_blocks() * cache_.block_size();
-  const uint32_t max_splits = uint32_t((max_ctx + attn_split() - 1) / attn_split());
+  const uint32_t max_splits = attn_splits(max_ctx);
   attn_scratch_bytes_ = std::max(attn_scratch_per_token(max_splits),
                                  std::min<uint64_t>(attn_scratch_per_token(max_splits) * T, 256ull << 20));
   table_capacity_ = std::max<int64_t>(4096, 2 * cache_.n_blocks());
@@ -336,7 +336,7 @@ Status VulkanForward::run_pieces(const std::vector<SeqChunk>& batch, float* logi
     max_len = std::max(max_len, len);
   }
   // Pieces: tokens limited by the step buffers and by the attention partials at this context.
-  const uint32_t splits = uint32_t((max_len + attn_split() - 1) / attn_split());
+  const uint32_t splits = attn_splits(max_len);
   const uint64_t per_token = attn_scratch_per_token(splits);
   const int64_t tok_limit = per_token ? std::min<int64_t>(kMaxStepTokens, int64_t(attn_scratch_bytes_ / per_token))
                                       : kMaxStepTokens;
@@ -444,7 +444,7 @@ Status VulkanForward::write_inputs(const Piece& piece, Shape* shape) {
   shape->full_rows = piece.full_rows;
   shape->top_rows = piece.top_rows;
   shape->k = piece.top_rows ? (k <= 1 ? 1 : kMaxTopK) : 0;  // two variants: argmax, or the most any chunk asks
-  shape->splits = uint32_t((max_len + attn_split() - 1) / attn_split());
+  shape->splits = attn_splits(max_len);
   shape->attn_seqs = per_chunk ? c : 0;
   shape->attn_max_q = per_chunk ? chunk_q : 0;
   shape->attn_decode = per_chunk ? d : 0;

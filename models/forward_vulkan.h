@@ -80,6 +80,8 @@ class VulkanForward : public Forward {
   // Keys per attention split: kAttnSplit, or PENSIEVE_VK_ATTN_SPLIT (a multiple of 128; tuning runs).
   // Fixed for the process, so results stay independent of batching.
   static uint32_t attn_split();
+  // Attention splits of a context of `len` keys.
+  static uint32_t attn_splits(int64_t len) { return uint32_t((len + attn_split() - 1) / attn_split()); }
   struct Piece;
   struct Shape {
     int64_t tokens = 0, full_rows = 0, top_rows = 0;

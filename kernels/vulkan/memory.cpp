@@ -52,8 +52,8 @@ Result<Buffer> Buffer::create(Context& ctx, uint64_t bytes, MemoryKind kind, con
       break;
     case MemoryKind::input:
       if (!ctx.info().unified_memory) type = ctx.memory_type(req.memoryTypeBits, DL | HV | HC);
-      if (type == UINT32_MAX) type = ctx.memory_type(req.memoryTypeBits, HV | HC, ctx.info().unified_memory ? 0 : DL);
-      break;
+      if (type != UINT32_MAX) break;
+      [[fallthrough]];  // no host-visible device-local memory: as upload
     case MemoryKind::upload:
       type = ctx.memory_type(req.memoryTypeBits, HV | HC, ctx.info().unified_memory ? 0 : DL);
       break;
