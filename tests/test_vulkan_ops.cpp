@@ -125,9 +125,10 @@ TEST(VulkanOps, MatmulQuantized) {
   // Single rows, row counts off every tile (2, 8, 64), token counts on both sides of the matvec
   // limit (8) and of the 64-token tile; all at the Phi layout (group 64, f16 scales).
   // The last two have rows long and grids small enough for the q4 tensor-core matmul to split K
-  // (on GPUs that have one).
-  const MatCase shapes[] = {{1, 128, 1}, {37, 256, 1}, {67, 384, 3}, {130, 256, 8},      {65, 512, 9},
-                            {200, 384, 33}, {129, 128, 70}, {300, 4096, 40}, {96, 2048, 130}};
+  // (on GPUs that have one); {9, 40960, 2} rows longer than the q4 matvec's shared memory holds of
+  // x (both variants stage it in tiles then).
+  const MatCase shapes[] = {{1, 128, 1},    {37, 256, 1},   {67, 384, 3},    {130, 256, 8},   {65, 512, 9},
+                            {200, 384, 33}, {129, 128, 70}, {300, 4096, 40}, {96, 2048, 130}, {9, 40960, 2}};
   // Every group size and scale type, on one matvec and one tiled shape (each combination is its
   // own pipeline: on lavapipe compiling them, not running them, is what takes time).
   const MatCase sweep[] = {{67, 384, 3}, {65, 384, 20}};
