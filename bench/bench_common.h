@@ -49,6 +49,7 @@ double time_call(F&& fn) {
 
 void register_matmul_benchmarks();
 void register_op_benchmarks();
+void register_peak_benchmarks();
 
 // Standard counters. bytes: bytes read per iteration; flops: per iteration.
 void set_counters(benchmark::State& st, double seconds, double bytes, double flops, bool pct_of_bw);

@@ -8,7 +8,8 @@
 //
 // Before any benchmark runs, the probe measures the machine's read bandwidth (best of several
 // passes of a vectorised sum with 1 and N threads) in this same process; matvec and attention
-// decode report pct_of_read_bw against the N-thread figure.
+// decode report pct_of_read_bw against the N-thread figure. Int8DotPeak (bench_peak.cpp) measures
+// the other ceiling, the cores' int8 multiply-accumulate rate, which bounds batched matmuls.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -167,6 +168,7 @@ int main(int argc, char** argv) {
 
   auto* probe = benchmark::RegisterBenchmark("ReadBandwidth", BM_ReadBandwidth)->Arg(1)->UseManualTime()->Iterations(5);
   if (threads > 1) probe->Arg(threads);
+  register_peak_benchmarks();
   register_matmul_benchmarks();
   register_op_benchmarks();
   benchmark::RunSpecifiedBenchmarks();
