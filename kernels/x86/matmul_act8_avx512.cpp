@@ -24,10 +24,12 @@
 namespace pensieve {
 namespace {
 
-// Tile: 1 row x 8 tokens. A q4 slab row decodes to 8 vectors, so 8 accumulators + 8 int32
-// sums + 8 weights fill the 32 registers; measured on Zen 5 (CPU time, L1/L2-resident data),
-// 1x8 ~220 GMAC/s per core vs 2x4 ~195, 2x6 ~200 and 1x6 ~215.
-constexpr int kRows = 1, kTokens = 8;
+// Tile: 2 rows x 4 tokens: each x load feeds both rows' vpdpbusd (one load per multiply with a
+// single row, which kept the load ports as busy as the multipliers). Live across a slab: 8
+// transposed weight words, 8 int32 sums, 8 accumulators, the section's 4 nibble vectors and 2 x
+// vectors. Measured on Zen 5 (pensieve-kernel-bench, 2 threads, Phi-3 shapes, bench/RESULTS.md):
+// +4-20% over 1 x 8 at batches 4-512; 2 x 6 spills (slower at 16). One token keeps 1 row.
+constexpr int kRows = 2, kTokens = 4;
 // Rows are contiguous, so the weights of a call are one stream: each load is prefetched 16 KiB
 // ahead (measured, 1 thread: 8–32 rows of 3072 q4 values ahead were ~20% faster than 1 row, and
 // alike among themselves; no prefetch was ~2x slower).
@@ -97,7 +99,11 @@ template <DType S, int R, int T>
 PENSIEVE_INLINE void slab(__m512 (&acc)[R][T], const uint8_t* w0, int64_t wstride, const void* scales, int64_t sstride,
                           const int8_t* x0, const float* d0, int64_t xstride, int64_t dstride, const Lanes& ln) {
   const __m512i nib = _mm512_set1_epi8(0x0f);
-  __m512i lo[R][4], hi[R][4];
+  // Each section's even / odd values (lo / hi) are split from the transposed words wm: for one
+  // row all four sections up front (independent work while the single token's loads arrive), for
+  // more rows section by section, so that 4R words instead of 8R nibble vectors stay live.
+  constexpr bool kEager = R == 1;
+  __m512i wm[R][4], lo[R][4], hi[R][4];
   __m512 s[R];
   PENSIEVE_UNROLL
   for (int r = 0; r < R; ++r) {
@@ -110,12 +116,16 @@ PENSIEVE_INLINE void slab(__m512 (&acc)[R][T], const uint8_t* w0, int64_t wstrid
     }
     const __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
     const __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
-    const __m512i wm[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2), _mm512_unpacklo_epi64(t1, t3),
-                           _mm512_unpackhi_epi64(t1, t3)};
-    PENSIEVE_UNROLL
-    for (int m = 0; m < 4; ++m) {
-      lo[r][m] = _mm512_and_si512(wm[m], nib);
-      hi[r][m] = _mm512_and_si512(_mm512_srli_epi16(wm[m], 4), nib);
+    wm[r][0] = _mm512_unpacklo_epi64(t0, t2);
+    wm[r][1] = _mm512_unpackhi_epi64(t0, t2);
+    wm[r][2] = _mm512_unpacklo_epi64(t1, t3);
+    wm[r][3] = _mm512_unpackhi_epi64(t1, t3);
+    if constexpr (kEager) {
+      PENSIEVE_UNROLL
+      for (int m = 0; m < 4; ++m) {
+        lo[r][m] = _mm512_and_si512(wm[r][m], nib);
+        hi[r][m] = _mm512_and_si512(_mm512_srli_epi16(wm[r][m], 4), nib);
+      }
     }
     s[r] = _mm512_permutexvar_ps(ln.slab_group_idx, load_scalars<S>(scales, r * sstride, ln.slab_group_mask));
   }
@@ -128,6 +138,13 @@ PENSIEVE_INLINE void slab(__m512 (&acc)[R][T], const uint8_t* w0, int64_t wstrid
     for (int t = 0; t < T; ++t) isum[r][t] = _mm512_setzero_si512();
   PENSIEVE_UNROLL
   for (int m = 0; m < 4; ++m) {
+    if constexpr (!kEager) {
+      PENSIEVE_UNROLL
+      for (int r = 0; r < R; ++r) {
+        lo[r][m] = _mm512_and_si512(wm[r][m], nib);
+        hi[r][m] = _mm512_and_si512(_mm512_srli_epi16(wm[r][m], 4), nib);
+      }
+    }
     PENSIEVE_UNROLL
     for (int t = 0; t < T; ++t) {
       const int8_t* xq = x0 + t * xstride + 128 * m;
@@ -197,6 +214,15 @@ void tile_at(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, int64
   }
 }
 
+// One token (decode): one row per tile (two rows cost ~10% of batch 1's bandwidth), with the
+// tile inlined into the loop (flatten: tile<1, 1> has other callers, and a call per row cost ~3%
+// of decode).
+template <int Bits, DType S>
+__attribute__((flatten)) void one_token(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, int64_t r0,
+                                        int64_t r1, int64_t t, const Lanes& ln) {
+  for (int64_t r = r0; r < r1; ++r) tile<Bits, S, 1, 1>(y, ldy, a, w, r, t, ln);
+}
+
 template <int Bits, DType S>
 void matmul_impl(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, int64_t r0, int64_t r1) {
   constexpr int V = Bits == 4 ? 8 : 4;  // values per int32 lane
@@ -220,7 +246,7 @@ void matmul_impl(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, i
   ln.slab_block_idx = _mm512_load_si512(sb);
   ln.slab_group_idx = _mm512_load_si512(sg);
   ln.slab_group_mask = first_lanes16(512 / ln.group);
-  // Token tiles outer, rows inner: a tile's activations (T x cols bytes, 24 KiB for 8 x 3072)
+  // Token tiles outer, rows inner: a tile's activations (T x cols bytes, 12 KiB for 4 x 3072)
   // stay in L1 while the call's rows (<= 256 by ops::matmul, ~400 KiB) stream from L2 once per
   // tile. (Rows outer re-read every token of the block from L2 for each row: L2-bound.)
   constexpr int R = kRows, T = kTokens;
@@ -228,11 +254,12 @@ void matmul_impl(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, i
   if (w.cols * T <= kL1Act) {
     for (; t + T <= a.n; t += T)
       for (int64_t r = r0; r < r1; r += R) tile_at<Bits, S, R, T>(y, ldy, a, w, r, r1, t, ln);
-  } else {  // long rows (down_proj's 8192): half the tokens per tile, so they still fit L1
+  } else {  // longer rows: half the tokens per tile, so they still fit L1
     for (; t + T / 2 <= a.n; t += T / 2)
       for (int64_t r = r0; r < r1; r += R) tile_at<Bits, S, R, T / 2>(y, ldy, a, w, r, r1, t, ln);
   }
   const int64_t rest = a.n - t;
+  if (rest == 1) return one_token<Bits, S>(y, ldy, a, w, r0, r1, t, ln);
   for (int64_t r = r0; r < r1 && rest > 0; r += R) {
     switch (rest) {
       case 7: if constexpr (T > 7) tile_at<Bits, S, R, 7>(y, ldy, a, w, r, r1, t, ln); break;
