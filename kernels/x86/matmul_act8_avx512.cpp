@@ -258,9 +258,9 @@ void matmul_impl(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, i
     for (; t + T / 2 <= a.n; t += T / 2)
       for (int64_t r = r0; r < r1; r += R) tile_at<Bits, S, R, T / 2>(y, ldy, a, w, r, r1, t, ln);
   }
-  const int64_t rest = a.n - t;
+  const int64_t rest = a.n - t;  // 0 .. T - 1
   if (rest == 1) return one_token<Bits, S>(y, ldy, a, w, r0, r1, t, ln);
-  for (int64_t r = r0; r < r1 && rest > 0; r += R) {
+  for (int64_t r = r0; r < r1 && rest > 1; r += R) {
     switch (rest) {
       case 7: if constexpr (T > 7) tile_at<Bits, S, R, 7>(y, ldy, a, w, r, r1, t, ln); break;
       case 6: if constexpr (T > 6) tile_at<Bits, S, R, 6>(y, ldy, a, w, r, r1, t, ln); break;
@@ -268,7 +268,6 @@ void matmul_impl(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, i
       case 4: if constexpr (T > 4) tile_at<Bits, S, R, 4>(y, ldy, a, w, r, r1, t, ln); break;
       case 3: if constexpr (T > 3) tile_at<Bits, S, R, 3>(y, ldy, a, w, r, r1, t, ln); break;
       case 2: tile_at<Bits, S, R, 2>(y, ldy, a, w, r, r1, t, ln); break;
-      default: tile_at<Bits, S, R, 1>(y, ldy, a, w, r, r1, t, ln); break;
     }
   }
 }
