@@ -135,6 +135,14 @@ uint swz(uint v) { return v ^ ((v >> 3) & 7u); }
 
 float silu(float g) { return g / (1.0 + exp(-g)); }
 
+// The fused input op on x vec4 `x` of columns c .. c + 3 of the x row at float `xrow` (XMODE 1: the
+// norm weight, whose sum of squares the caller takes from x first; 2: silu(gate) * up).
+vec4 x_in(vec4 x, uint xrow, uint c) {
+  if (XMODE == 1u) return x * G4[c >> 2];
+  if (XMODE == 2u) return vec4(silu(x.x), silu(x.y), silu(x.z), silu(x.w)) * X4[(xrow + c + pc.xoff) >> 2];
+  return x;
+}
+
 // Scale and folded bias of group gi: A = s, Bf = b - 16 s.
 // (IDOT: the bias itself.)
 void scale_of(uint gi, out float A, out float Bf) {
@@ -304,15 +312,9 @@ void main() {
         if (v < tun * 4u && c < pc.cols) {                                                          \
           x0 = X4[(xr[t] + c) >> 2];                                                                \
           x1 = X4[(xr[t] + c + 4u) >> 2];                                                           \
-          if (XMODE == 1u) {                                                                        \
-            ss[t] += dot(x0, x0) + dot(x1, x1);                                                     \
-            x0 *= G4[c >> 2];                                                                       \
-            x1 *= G4[(c >> 2) + 1u];                                                                \
-          } else if (XMODE == 2u) {                                                                 \
-            const vec4 u0 = X4[(xr[t] + c + pc.xoff) >> 2], u1 = X4[(xr[t] + c + 4u + pc.xoff) >> 2]; \
-            x0 = vec4(silu(x0.x), silu(x0.y), silu(x0.z), silu(x0.w)) * u0;                         \
-            x1 = vec4(silu(x1.x), silu(x1.y), silu(x1.z), silu(x1.w)) * u1;                         \
-          }                                                                                         \
+          if (XMODE == 1u) ss[t] += dot(x0, x0) + dot(x1, x1);                                      \
+          x0 = x_in(x0, xr[t], c);                                                                  \
+          x1 = x_in(x1, xr[t], c + 4u);                                                             \
         }                                                                                           \
         float m = max(max(max(abs(x0.x), abs(x0.y)), max(abs(x0.z), abs(x0.w))),                    \
                       max(max(abs(x1.x), abs(x1.y)), max(abs(x1.z), abs(x1.w))));                   \
@@ -348,13 +350,8 @@ void main() {
         vec4 x = vec4(0.0);                                                       \
         if (c < pc.cols) {                                                        \
           x = X4[(xr[t] + c) >> 2];                                               \
-          if (XMODE == 1u) {                                                      \
-            ss[t] += dot(x, x);                                                   \
-            x *= G4[c >> 2];                                                      \
-          } else if (XMODE == 2u) {                                               \
-            const vec4 up = X4[(xr[t] + c + pc.xoff) >> 2];                       \
-            x = vec4(silu(x.x), silu(x.y), silu(x.z), silu(x.w)) * up;            \
-          }                                                                       \
+          if (XMODE == 1u) ss[t] += dot(x, x);                                    \
+          x = x_in(x, xr[t], c);                                                  \
         }                                                                         \
         xs[t * TV + swz(v)] = x;                                                  \
       }                                                                           \
