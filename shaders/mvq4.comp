@@ -169,26 +169,7 @@ void q4_16(uint w, out vec4 lo, out vec4 hi) {
   hi = uintBitsToFloat(uvec4(((w << 3) & M) | E, ((w >> 1) & M) | E, ((w >> 5) & M) | E, ((w >> 9) & M) | E));
 }
 
-// f32 -> f16 bits, rounding to nearest even (as rope_store.comp and the CPU path).
-uint half_rne(float f) {
-  const uint x = floatBitsToUint(f);
-  const uint sign = (x >> 16) & 0x8000u, e = (x >> 23) & 0xffu, m = x & 0x7fffffu;
-  if (e == 0xffu) return sign | 0x7c00u | (m != 0u ? 0x200u : 0u);  // inf, nan
-  if (e >= 143u) return sign | 0x7c00u;                               // overflow: inf
-  if (e >= 113u) {                                                    // normal half
-    uint h = sign | ((e - 112u) << 10) | (m >> 13);
-    const uint rem = m & 0x1fffu;
-    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u) != 0u)) h += 1u;
-    return h;
-  }
-  const uint sh = 126u - e;  // subnormal half
-  if (sh > 25u) return sign;
-  const uint m24 = m | 0x800000u, half_ulp = 1u << (sh - 1u);
-  uint q = m24 >> sh;
-  const uint rem = m24 & ((1u << sh) - 1u);
-  if (rem > half_ulp || (rem == half_ulp && (q & 1u) != 0u)) q += 1u;
-  return sign | q;
-}
+#include "kv_store.glsl"  // half_rne
 
 // Row r (< 4) of quad q in MODE 1 / 2 (see the header).
 uint quad_row(uint q, uint r) {
