@@ -501,7 +501,8 @@ Status VulkanForward::linear(CommandList& cl, const BufferSlice& y, int64_t ldy,
   if (kern == "matvec") return vulkan::ops::matmul(cl, y, ldy, x, ldx, n, w, precision_, {}, f);
   if (f.norm.valid() && f.ssq.valid())  // the tensor-core matmul normalises x itself (see record())
     return vulkan::ops::matmul(cl, y, ldy, x, ldx, n, w, precision_, {},
-                               {.norm = f.norm, .eps = f.eps, .silu_pairs = f.silu_pairs, .ssq = f.ssq});
+                               {.norm = f.norm, .eps = f.eps, .silu_pairs = f.silu_pairs, .ssq = f.ssq,
+                                .x_bf16 = f.x_bf16, .y_bf16 = f.y_bf16});
   BufferSlice in = x;
   int64_t ld = ldx;
   if (f.norm.valid()) {
@@ -518,6 +519,9 @@ Status VulkanForward::linear(CommandList& cl, const BufferSlice& y, int64_t ldy,
     vulkan::MatmulFusion acc;
     acc.accumulate = true;
     acc.ssq = f.ssq;
+    acc.x_bf16 = f.x_bf16;
+    acc.xg = f.xg;
+    acc.xg_norm = f.xg_norm;
     return vulkan::ops::matmul(cl, y, ldy, in, ld, n, w, precision_, {}, acc);
   }
   BufferSlice tmp = proj_.slice(0, uint64_t(n * w.rows) * 4);
@@ -566,6 +570,16 @@ Status VulkanForward::record(CommandList& cl, const Shape& s) {
                          coop(c_.q_dim(), layers_[0].o) && coop(H, layers_[0].gate_up[0]) && coop(F, layers_[0].down) &&
                          ops::coop_epilogue_fits(layers_[0].o) && ops::coop_epilogue_fits(layers_[0].down);
   const BufferSlice ssq = fuse_norm ? ssq_.slice(0, uint64_t(T * ops::coop_ssq_row(H, T)) * 4) : BufferSlice{};
+  // With it, the activations between those projections travel as bf16 (shaders/mmq4_coop.comp):
+  // o_proj and down also write the new residual stream times the next norm's weight to xg (in xn_,
+  // unused on this path) for qkv and gate_up, and gate_up writes its silu(gate) * up as bf16 for
+  // down. PENSIEVE_VK_COOP_BF16=0 keeps them f32 (A/B runs).
+  static const bool coop_bf16_off = [] {
+    const char* e = std::getenv("PENSIEVE_VK_COOP_BF16");
+    return e && std::string(e) == "0";
+  }();
+  const bool bf16 = fuse_norm && !coop_bf16_off && H % 8 == 0 && F % 8 == 0;
+  const BufferSlice xg = bf16 ? xn_.slice(0, uint64_t(T * H) * 2) : BufferSlice{};
 
   // Output fusions of the q4 matvec (where this step's projections run on it): RoPE + KV store
   // into the qkv projection, silu(gate) * up into the gate_up projection (down then reads F values
@@ -588,13 +602,15 @@ Status VulkanForward::record(CommandList& cl, const Shape& s) {
     f.norm = L.attn_norm;
     f.eps = eps;
     f.ssq = l > 0 ? ssq : BufferSlice{};
+    f.x_bf16 = bf16 && l > 0;
+    const BufferSlice& qkv_in = f.x_bf16 ? xg : x;
     vulkan::RopeStoreFusion rs{cs, sn, slots, kv_[size_t(l)], c_.n_heads, rot};
     if (fuse_rope) {
       f.rope = &rs;
-      PENSIEVE_TRY(linear(cl, qkv, QKV, x, H, T, L.qkv, f));
+      PENSIEVE_TRY(linear(cl, qkv, QKV, qkv_in, H, T, L.qkv, f));
       f.rope = nullptr;
     } else {
-      PENSIEVE_TRY(linear(cl, qkv, QKV, x, H, T, L.qkv, f));
+      PENSIEVE_TRY(linear(cl, qkv, QKV, qkv_in, H, T, L.qkv, f));
       cl.set_scope("rope_store");
       PENSIEVE_TRY(ops::rope_store(cl, qkv, T, QKV, c_.n_heads, rot, cs, sn, slots, kv_[size_t(l)]));
     }
@@ -606,14 +622,22 @@ Status VulkanForward::record(CommandList& cl, const Shape& s) {
       PENSIEVE_TRY(ops::attention(cl, attn, qkv, seqs, kv_[size_t(l)], ap, attn_scratch_.whole()));
     }
     cl.set_scope("o_proj");
-    PENSIEVE_TRY(linear(cl, x, H, attn, c_.q_dim(), T, {L.o}, {.accumulate = true, .ssq = ssq}));
+    PENSIEVE_TRY(linear(cl, x, H, attn, c_.q_dim(), T, {L.o},
+                        {.accumulate = true, .ssq = ssq, .xg = xg, .xg_norm = bf16 ? L.mlp_norm : BufferSlice{}}));
     cl.set_scope("gate_up");
     f.norm = L.mlp_norm;
     f.silu_pairs = fuse_silu;
     f.ssq = ssq;
-    PENSIEVE_TRY(linear(cl, gu, fuse_silu ? F : 2 * F, x, H, T, L.gate_up, f));
+    f.x_bf16 = bf16;
+    f.y_bf16 = bf16 && fuse_silu;
+    PENSIEVE_TRY(linear(cl, gu, fuse_silu ? F : 2 * F, bf16 ? xg : x, H, T, L.gate_up, f));
+    f.y_bf16 = false;
     cl.set_scope("down");
-    if (fuse_silu) PENSIEVE_TRY(linear(cl, x, H, gu, F, T, {L.down}, {.accumulate = true, .ssq = ssq}));
+    const BufferSlice& next_norm = l + 1 < c_.n_layers ? layers_[size_t(l) + 1].attn_norm : final_norm_;
+    if (fuse_silu)
+      PENSIEVE_TRY(linear(cl, x, H, gu, F, T, {L.down},
+                          {.accumulate = true, .ssq = ssq, .x_bf16 = bf16, .xg = xg,
+                           .xg_norm = bf16 ? next_norm : BufferSlice{}}));
     else
       PENSIEVE_TRY(linear(cl, x, H, gu, 2 * F, T, {L.down}, {.silu_offset = F, .accumulate = true, .ssq = ssq}));
   }

@@ -46,6 +46,16 @@
 // SiLU fusion (gate_up, SILU = 1): W's rows are rows / 2 gate rows then their up rows; a tile
 // takes BM / 2 gate rows and the BM / 2 up rows paired with them, and the split-K sum writes
 // silu(gate) * up (the down projection's input) instead of the tile's rows.
+//
+// bf16 activations between the batched-decode projections (XBF, YBF, XG_OUT). Every row tile
+// re-reads its tokens' x from L2 (32 tokens x 3072 f32 columns, 384 KiB, for each of gate_up's
+// 256 row tiles: 4x the bytes of the weights), and the norm consumers also load G with every x
+// octet. So a producer of the residual stream (SSQ_OUT) can also write, with XG_OUT, y * G for
+// the next norm's weight G (binding 8) as bf16 into XG, and its consumer reads that (XBF with
+// NORM: only 1 / rms left to apply); gate_up can write its silu(gate) * up as bf16 (YBF) for
+// down (XBF). bf16 keeps f32's range (the residual stream can exceed f16's) and 8 bits of
+// mantissa: x is rounded to f16 for the tensor cores anyway, and the added error, 2^-8 relative
+// per element, is below the int8 blocks of the matvec's fast path (bench/RESULTS.md).
 #extension GL_GOOGLE_include_directive : require
 #extension GL_NV_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
@@ -69,6 +79,9 @@ layout(constant_id = 10) const uint DEPTH = 1;  // steps loaded ahead (1 or 2 re
 layout(constant_id = 11) const uint NORM = 0;     // 1: x is rmsnorm(x) * G, from the SSQ sums
 layout(constant_id = 12) const uint SSQ_OUT = 0;  // 1 (SPLIT > 1): write SSQ, see Norm fusion
 layout(constant_id = 13) const uint SILU = 0;     // 1 (SPLIT > 1, ACC 0): y = silu(gate) * up, see below
+layout(constant_id = 14) const uint XBF = 0;      // 1: x is bf16 (with NORM: already times G), see below
+layout(constant_id = 15) const uint YBF = 0;      // 1 (SILU): y written as bf16
+layout(constant_id = 16) const uint XG_OUT = 0;   // 1 (SSQ_OUT): also writes bf16(y * G) to XG
 
 #include "quant.glsl"
 
@@ -86,13 +99,16 @@ layout(binding = 0) readonly buffer Wb4 { uvec4 W4[]; };
 layout(binding = 1) readonly buffer Sb { uint S[]; };
 layout(binding = 2) readonly buffer Bb { uint B[]; };
 layout(binding = 3) readonly buffer Xb4 { vec4 X4[]; };
+layout(binding = 3) readonly buffer Xh4 { uvec4 XH4[]; };  // XBF: 8 bf16 at a time
 layout(binding = 4) buffer Yb { float Y[]; };
+layout(binding = 4) buffer Yh { uint YH[]; };  // YBF: bf16 pairs
 layout(binding = 5) coherent buffer Pb { float P[]; };   // SPLIT > 1: partial tiles
 layout(binding = 5) coherent buffer Pb4 { vec4 P4[]; };  // the same, 4 rows at a time
 layout(binding = 6) coherent buffer Cb { uint Cnt[]; };  // SPLIT > 1: arrivals per tile
 layout(binding = 7) buffer Qb { float SSQ[]; };          // [token][ssq_tiles rounded up to 4] sums of squares
 layout(binding = 7) buffer Qb4 { vec4 SSQ4[]; };         // the same, 4 tiles at a time
-layout(binding = 8) readonly buffer Gb4 { vec4 G4[]; };  // NORM: the rmsnorm weight
+layout(binding = 8) readonly buffer Gb4 { vec4 G4[]; };  // NORM: the rmsnorm weight (XG_OUT: the next one's)
+layout(binding = 9) writeonly buffer XGb { uint XG[]; };  // XG_OUT: bf16(y * G) pairs, [n][ldy]
 
 layout(push_constant) uniform Push {
   uint rows, cols, n, ldx, ldy;
@@ -128,6 +144,18 @@ uvec4 dq_pairs(uint w, f16vec2 s, f16vec2 b) {
 
 // f16 element i of a plane of 32-bit words, in both halves of a word.
 uint half_pair(uint word, uint i) { return ((i & 1u) != 0u ? word >> 16 : word & 0xffffu) * 0x10001u; }
+
+// bf16 <-> f32: round to nearest even (NaN stays NaN); a word holds elements 2i (low) and 2i + 1.
+uint bf16_rne(float f) {
+  const uint u = floatBitsToUint(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40u;
+  return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+}
+uint bf16_pair(float lo, float hi) { return bf16_rne(lo) | (bf16_rne(hi) << 16); }
+vec4 bf16_quad(uvec2 w) {
+  return vec4(uintBitsToFloat(w.x << 16), uintBitsToFloat(w.x & 0xffff0000u), uintBitsToFloat(w.y << 16),
+              uintBitsToFloat(w.y & 0xffff0000u));
+}
 #define REP4X4(M) M(0, 0) M(0, 1) M(0, 2) M(0, 3) M(1, 0) M(1, 1) M(1, 2) M(1, 3) \
                   M(2, 0) M(2, 1) M(2, 2) M(2, 3) M(3, 0) M(3, 1) M(3, 2) M(3, 3)
 
@@ -178,10 +206,14 @@ void main() {
   float ws0[4], wb0[4], ws1[4], wb1[4];
   f16vec2 ws20[4], wb20[4], ws21[4], wb21[4];
   vec4 xa0[4], xb0[4], xa1[4], xb1[4];
-  vec4 ga0[4], gb0[4], ga1[4], gb1[4];  // NORM: G of the x octets
+  uvec4 xh0[4], xh1[4];                 // XBF: the octets as bf16
+  vec4 ga0[4], gb0[4], ga1[4], gb1[4];  // NORM without XBF: G of the x octets
   // Global loads of step k (columns 32 KU k .. + 32 KU - 1) into register set R.
 #define XLOAD(i, k, R)                                                                   \
-  if (xon[i]) {                                                                          \
+  if (xon[i] && XBF == 1u) {                                                             \
+    const uint xi = ((t0 + xt[i]) * pc.ldx + (k) * KU * 32u) / 8u + xq[i];               \
+    xh##R[i] = xok[i] ? XH4[xi] : uvec4(0u);                                             \
+  } else if (xon[i]) {                                                                   \
     const uint xi = ((t0 + xt[i]) * pc.ldx + (k) * KU * 32u) / 4u + 2u * xq[i];          \
     xa##R[i] = xok[i] ? X4[xi] : vec4(0.0);                                              \
     xb##R[i] = xok[i] ? X4[xi + 1u] : vec4(0.0);                                         \
@@ -225,8 +257,12 @@ void main() {
   if (won[j]) { WSTORE1(j, 0, R) WSTORE1(j, 1, R) WSTORE1(j, 2, R) WSTORE1(j, 3, R) }
 #define XSTORE(i, R)                                                                     \
   if (xon[i]) {                                                                          \
-    vec4 a = xa##R[i], b = xb##R[i];                                                     \
-    if (NORM == 1u) {                                                                    \
+    vec4 a = XBF == 1u ? bf16_quad(xh##R[i].xy) : xa##R[i];                              \
+    vec4 b = XBF == 1u ? bf16_quad(xh##R[i].zw) : xb##R[i];                              \
+    if (NORM == 1u && XBF == 1u) {                                                       \
+      a *= xinv[i];                                                                      \
+      b *= xinv[i];                                                                      \
+    } else if (NORM == 1u) {                                                             \
       a *= xinv[i] * ga##R[i];                                                           \
       b *= xinv[i] * gb##R[i];                                                           \
     }                                                                                    \
@@ -339,6 +375,15 @@ void main() {
       // Gate rows m .. m + 3 and their up rows (BM / 2 further: the lane BM / 8 further within
       // the token's BM / 4 lanes) give y[t, g0 + m ..] = silu(gate) * up, ldy >= rows / 2.
       const vec4 up = subgroupShuffleXor(v, BM / 8u);
+      if (YBF == 1u) {  // the host keeps half_rows and ldy multiples of 4
+        if (m < BM / 2u && t < pc.n && g0 + m < half_rows) {
+          const vec4 o = v / (1.0 + exp(-v)) * up;
+          const uint yi = (t * pc.ldy + g0 + m) / 2u;
+          YH[yi] = bf16_pair(o.x, o.y);
+          YH[yi + 1u] = bf16_pair(o.z, o.w);
+        }
+        continue;
+      }
       if (m < BM / 2u && t < pc.n)
         [[unroll]] for (uint q = 0u; q < 4u; ++q)
           if (g0 + m + q < half_rows) Y[t * pc.ldy + g0 + m + q] = v[q] / (1.0 + exp(-v[q])) * up[q];
@@ -346,12 +391,19 @@ void main() {
     }
     if (t < pc.n) {
       const uint yi = t * pc.ldy + r;
+      vec4 o4 = vec4(0.0);
       [[unroll]] for (uint q = 0u; q < 4u; ++q)
         if (r + q < pc.rows) {
           const float o = ACC == 1u ? Y[yi + q] + v[q] : v[q];
           Y[yi + q] = o;
+          o4[q] = o;
           sq += o * o;
         }
+      if (XG_OUT == 1u && r < pc.rows) {  // the host keeps rows and ldy multiples of 4
+        const vec4 g = o4 * G4[r / 4u];
+        XG[yi / 2u] = bf16_pair(g.x, g.y);
+        XG[yi / 2u + 1u] = bf16_pair(g.z, g.w);
+      }
     }
     if (SSQ_OUT == 1u) {
       // The BM / 4 invocations of token t (consecutive lanes of one subgroup): a fixed butterfly,

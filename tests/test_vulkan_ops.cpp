@@ -613,6 +613,107 @@ TEST(VulkanRuntime, CoopFusionsMatchSeparateOps) {
   if (!ran) GTEST_SKIP() << "no device with the q4 tensor-core matmul";
 }
 
+// The same chain with bf16 activations between the projections (batched decode's o_proj ->
+// gate_up -> down): the producer also writes bf16(y * g) for the next norm, gate_up reads it and
+// writes silu(gate) * up as bf16, down reads that. Checked against the separate f32 ops.
+TEST(VulkanRuntime, CoopBf16ActivationsMatchSeparateOps) {
+  auto ctxs = contexts();
+  int ran = 0;
+  for (auto& ctx : ctxs)
+    for (int64_t n : {5, 20, 33}) {
+      SCOPED_TRACE(ctx->info().name + " n " + std::to_string(n));
+      const int64_t hidden = 384, inner = 256, ffn = 192;
+      std::mt19937 rng{uint32_t(100 + n)};
+      auto r1 = random_q4(*ctx, rng, hidden, inner), r2 = random_q4(*ctx, rng, 2 * ffn, hidden);
+      auto r3 = random_q4(*ctx, rng, hidden, ffn);
+      ASSERT_TRUE(r1.ok() && r2.ok() && r3.ok());
+      const vulkan::GpuWeight &g1 = r1->gpu.w, &g2 = r2->gpu.w, &g3 = r3->gpu.w;
+      if (std::string(vulkan::ops::matmul_kernel(*ctx, inner, n, g1, Precision::fast)) != "mmq4_coop" ||
+          std::string(vulkan::ops::matmul_kernel(*ctx, hidden, n, g2, Precision::fast)) != "mmq4_coop" ||
+          std::string(vulkan::ops::matmul_kernel(*ctx, ffn, n, g3, Precision::fast)) != "mmq4_coop")
+        continue;
+      ++ran;
+      const std::vector<float> a = randn(rng, size_t(n * inner)), g = randn(rng, size_t(hidden));
+      const std::vector<float> g_next = randn(rng, size_t(hidden));
+      auto ba = upload(*ctx, a);
+      auto bg = upload(*ctx, g);
+      auto bgn = upload(*ctx, g_next);
+      const std::vector<float> x0 = randn(rng, size_t(n * hidden), 4.0f);
+      auto bxn = vulkan::Buffer::create(*ctx, n * hidden * 4, vulkan::MemoryKind::device);
+      auto bgu = vulkan::Buffer::create(*ctx, n * 2 * ffn * 4, vulkan::MemoryKind::device);
+      auto bh = vulkan::Buffer::create(*ctx, n * ffn * 4, vulkan::MemoryKind::device);
+      auto bssq = vulkan::Buffer::create(*ctx, n * vulkan::ops::coop_ssq_row(hidden, n) * 4, vulkan::MemoryKind::device);
+      auto bxg = vulkan::Buffer::create(*ctx, n * hidden * 2, vulkan::MemoryKind::device);
+      auto bxg2 = vulkan::Buffer::create(*ctx, n * hidden * 2, vulkan::MemoryKind::device);
+      auto bx1 = vulkan::Buffer::create(*ctx, n * hidden * 4, vulkan::MemoryKind::device);
+      ASSERT_TRUE(bxn.ok() && bgu.ok() && bh.ok() && bssq.ok() && bxg.ok() && bxg2.ok() && bx1.ok());
+      // x1 = x0 + a W1^T; x2 = x1 + silu_mul(rmsnorm(x1) W2^T) W3^T; returns x2 (and x1).
+      auto run = [&](bool bf16, std::vector<float>* x1) {
+        auto bx = upload(*ctx, x0);
+        auto cl = vulkan::CommandList::create(*ctx);
+        EXPECT_TRUE(cl.ok());
+        EXPECT_TRUE((*cl)->begin().ok());
+        Status st = Status::Ok();
+        auto step = [&](Status s) {
+          if (st.ok()) st = std::move(s);
+        };
+        if (bf16) {
+          step(vulkan::ops::matmul(**cl, bx.whole(), hidden, ba.whole(), inner, n, g1, Precision::fast, {},
+                                   {.accumulate = true, .ssq = bssq->whole(), .xg = bxg->whole(), .xg_norm = bg.whole()}));
+          step(vulkan::ops::matmul(**cl, bh->whole(), ffn, bxg->whole(), hidden, n, g2, Precision::fast, {},
+                                   {.norm = bg.whole(), .eps = 1e-5f, .silu_pairs = true, .ssq = bssq->whole(),
+                                    .x_bf16 = true, .y_bf16 = true}));
+          step((*cl)->copy(bx.whole(), bx1->whole()));  // x1, before down adds into x
+          step(vulkan::ops::matmul(**cl, bx.whole(), hidden, bh->whole(), ffn, n, g3, Precision::fast, {},
+                                   {.accumulate = true, .ssq = bssq->whole(), .x_bf16 = true, .xg = bxg2->whole(),
+                                    .xg_norm = bgn.whole()}));
+        } else {
+          step(vulkan::ops::matmul(**cl, bx.whole(), hidden, ba.whole(), inner, n, g1, Precision::fast, {},
+                                   {.accumulate = true}));
+          step((*cl)->copy(bx.whole(), bx1->whole()));
+          step(vulkan::ops::rmsnorm(**cl, bxn->whole(), bx.whole(), bg.whole(), n, hidden, 1e-5f));
+          step(vulkan::ops::matmul(**cl, bgu->whole(), 2 * ffn, bxn->whole(), hidden, n, g2, Precision::fast));
+          step(vulkan::ops::silu_mul(**cl, bh->whole(), bgu->whole(), n, ffn));
+          step(vulkan::ops::matmul(**cl, bx.whole(), hidden, bh->whole(), ffn, n, g3, Precision::fast, {},
+                                   {.accumulate = true}));
+        }
+        EXPECT_TRUE(st.ok()) << st.error();
+        EXPECT_TRUE((*cl)->end().ok());
+        EXPECT_TRUE((*cl)->submit_and_wait().ok());
+        *x1 = download<float>(*ctx, *bx1, size_t(n * hidden));
+        return download<float>(*ctx, bx, size_t(n * hidden));
+      };
+      std::vector<float> x1_sep, x1;
+      const std::vector<float> want = run(false, &x1_sep), got = run(true, &x1);
+      ASSERT_FALSE(HasFailure());
+      // xg is x1 * g rounded to bf16 (to nearest even), from the same x1 bit for bit; the down
+      // projection's xg the same for x2 and g_next.
+      const auto xg = download<uint16_t>(*ctx, *bxg, size_t(n * hidden));
+      const auto xg2 = download<uint16_t>(*ctx, *bxg2, size_t(n * hidden));
+      int64_t xg_bad = 0, xg2_bad = 0;
+      for (int64_t i = 0; i < n * hidden; ++i) {
+        xg_bad += xg[size_t(i)] != f32_to_bf16(x1[size_t(i)] * g[size_t(i % hidden)]);
+        xg2_bad += xg2[size_t(i)] != f32_to_bf16(got[size_t(i)] * g_next[size_t(i % hidden)]);
+      }
+      EXPECT_EQ(xg_bad, 0);
+      EXPECT_EQ(xg2_bad, 0);
+      // x2 - x1 (the MLP's output, up to ~100 here) carries the bf16 roundings of its two inputs
+      // (2^-8 relative each at most, f16's 2^-11): NMSE ~1e-5 against the f32 chain (a wrong
+      // element or scale: ~1), the largest error ~1% of the largest output.
+      std::vector<float> d_got(got.size()), d_want(got.size());
+      double big = 0;
+      for (size_t i = 0; i < got.size(); ++i) {
+        d_got[i] = got[i] - x1[i], d_want[i] = want[i] - x1_sep[i];
+        big = std::max(big, std::fabs(double(d_want[i])));
+      }
+      EXPECT_CLOSE(d_got.data(), d_want.data(), d_got.size(), 1e-4, 0.02 * big);
+      const Err e = compare(d_got.data(), d_want.data(), d_got.size());
+      std::printf("  n %lld: MLP output (|max| %.3g) vs f32 chain: NMSE %.2e, max abs %.3g\n", (long long)n, big,
+                  e.nmse, e.max_abs);
+    }
+  if (!ran) GTEST_SKIP() << "no device with the q4 tensor-core matmul";
+}
+
 // rmsnorm -> matmul -> add chained through shared buffers, recorded once and submitted twice with
 // new inputs: the automatic barriers order the dependent dispatches, replay reuses everything.
 TEST(VulkanRuntime, RecordedChainReplays) {

@@ -53,9 +53,9 @@ const KernelDesc kMvq4RopeDotSg{"mvq4_rope_dot_sg", 11, sizeof(Mvq4Push), (1u <<
 const KernelDesc kMatmul{"matmul", 5, sizeof(MatPush), 1u << 4, false, false};
 const KernelDesc kMatmulCoop{"matmul_coopmat", 5, sizeof(MatPush), 1u << 4, false, true};
 // Bindings: 0 W, 1 scales, 2 biases, 3 x, 4 y, 5 split-K partials, 6 split-K counters, 7 sums of
-// squares (norm fusion), 8 norm weight.
-const KernelDesc kMmq4Coop{"mmq4_coop", 9, sizeof(MatPush), (1u << 4) | (1u << 5) | (1u << 6) | (1u << 7), false,
-                           true};
+// squares (norm fusion), 8 norm weight (a producer's: the next norm's), 9 bf16 y * norm weight.
+const KernelDesc kMmq4Coop{"mmq4_coop", 10, sizeof(MatPush),
+                           (1u << 4) | (1u << 5) | (1u << 6) | (1u << 7) | (1u << 9), false, true};
 
 // Largest token count the matvec handles in one workgroup; more tokens take several token blocks.
 constexpr int64_t kMatvecMaxTokens = 8;
@@ -110,7 +110,7 @@ bool matvec_fits(int64_t ldx, const GpuWeight& w) {
 
 bool coopmat_usable(const Context& ctx) {
   return ctx.coopmat() && ctx.info().min_subgroup_size == 32 && ctx.info().max_subgroup_size == 32 &&
-         ctx.info().max_storage_buffers >= 9;
+         ctx.info().max_storage_buffers >= 10;
 }
 
 // mmq4_coop's rows per tile at n tokens: 128 for prefill, 64 for batched decode (or the override).
@@ -384,6 +384,7 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
     return errorf("vulkan matmul: [%lld x %lld] x [%lld tokens] exceeds 32-bit indexing", (long long)w.rows,
                   (long long)w.cols, (long long)n);
   const bool fused = f.norm.valid() || f.silu_offset > 0 || f.accumulate || f.silu_pairs || f.rope;
+  const bool bf16 = f.x_bf16 || f.y_bf16 || f.xg.valid();
   const std::string kern = matmul_kernel(ctx, ldx, n, w, p);
   // mmq4_coop: accumulate (+ ssq: the norm fusion's producer) or norm with ssq (its consumer), and
   // silu_pairs where it does not accumulate.
@@ -394,6 +395,11 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
     return errorf("vulkan matmul: fused input/output ops need the matvec kernel (mmq4_coop: accumulate, norm with "
                   "ssq, silu_pairs)");
   if (f.ssq.valid() && kern != "mmq4_coop") return errorf("vulkan matmul: the ssq norm fusion needs mmq4_coop");
+  if (bf16 && (kern != "mmq4_coop" || (f.x_bf16 && (ldx % 8 || f.silu_offset > 0)) ||
+               (f.y_bf16 && (!f.silu_pairs || ldy % 4 || (w.rows / 2) % 4)) ||
+               (f.xg.valid() && (!f.accumulate || !f.ssq.valid() || w.rows % 4 || ldy % 4))))
+    return errorf("vulkan matmul: bf16 activations need mmq4_coop (x: ldx a multiple of 8; y: silu pairs, "
+                  "multiples of 4; xg: a producer of the norm fusion, rows a multiple of 4)");
   if (f.norm.valid() && f.silu_offset > 0) return errorf("vulkan matmul: rmsnorm and silu_mul fusions exclude each other");
   if (f.silu_offset > 0 && (w.quantized() ? f.silu_offset % 4 : 0))
     return errorf("vulkan matmul: silu_mul offset %lld not a multiple of 4", (long long)f.silu_offset);
@@ -401,8 +407,13 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
   // The rows the sums of squares are over: y's (producer) or x's (consumer).
   const int64_t ssq_rows = f.accumulate ? w.rows : w.cols;
   if (f.ssq.valid()) PENSIEVE_TRY(detail::need("matmul", "ssq", f.ssq, uint64_t(n * coop_ssq_row(ssq_rows, n)) * 4));
-  PENSIEVE_TRY(detail::need("matmul", "x", x, uint64_t((n - 1) * ldx + w.cols + std::max<int64_t>(f.silu_offset, 0)) * 4));
-  PENSIEVE_TRY(detail::need("matmul", "y", y, uint64_t((n - 1) * ldy + (f.silu_pairs ? w.rows / 2 : w.rows)) * 4));
+  const uint64_t xb = f.x_bf16 ? 2 : 4, yb = f.y_bf16 ? 2 : 4;
+  PENSIEVE_TRY(detail::need("matmul", "x", x, uint64_t((n - 1) * ldx + w.cols + std::max<int64_t>(f.silu_offset, 0)) * xb));
+  PENSIEVE_TRY(detail::need("matmul", "y", y, uint64_t((n - 1) * ldy + (f.silu_pairs ? w.rows / 2 : w.rows)) * yb));
+  if (f.xg.valid()) {
+    PENSIEVE_TRY(detail::need("matmul", "xg", f.xg, uint64_t((n - 1) * ldy + w.rows) * 2));
+    PENSIEVE_TRY(detail::need("matmul", "xg norm weight", f.xg_norm, uint64_t(w.rows) * 4));
+  }
   auto plane = w.quantized() ? uint64_t(w.rows * w.cols * w.bits() / 8) : uint64_t(w.rows * w.cols * elem_bytes(w.dtype));
   PENSIEVE_TRY(detail::need("matmul", "weight", w.data, plane));
   const BufferSlice& sc = w.quantized() ? w.scales : w.data;
@@ -534,14 +545,15 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
     }
     auto pipe = ctx.pipelines().get(kMmq4Coop, {wg, bm, bn, wm, uint32_t(st), group, f.accumulate ? 1u : 0u, ku, split,
                                                 rmap, depth, f.norm.valid() ? 1u : 0u, ssq_out ? 1u : 0u,
-                                                f.silu_pairs ? 1u : 0u});
+                                                f.silu_pairs ? 1u : 0u, f.x_bf16 ? 1u : 0u, f.y_bf16 ? 1u : 0u,
+                                                f.xg.valid() ? 1u : 0u});
     if (!pipe.ok()) return std::move(pipe).take_error();
     uint32_t gx, gz;
     PENSIEVE_TRY(detail::fold_grid(ctx, detail::ceil_div(uint64_t(w.rows), bm), &gx, &gz));
     uint64_t gy = detail::ceil_div(uint64_t(n), bn) * split;
     if (gy > ctx.info().max_workgroup_count[1]) return errorf("vulkan matmul: %lld tokens exceed the grid", (long long)n);
     return cl.dispatch(**pipe, {w.data, sc, bi, x, y, partials, counters, f.ssq.valid() ? f.ssq : y,
-                                f.norm.valid() ? f.norm : x},
+                                f.norm.valid() ? f.norm : f.xg.valid() ? f.xg_norm : x, f.xg.valid() ? f.xg : y},
                        pc, gx, uint32_t(gy), gz);
   }
   bool coop = which == "matmul_coopmat";

@@ -22,7 +22,7 @@ namespace pensieve::vulkan {
 class Context;
 
 // Spec constant 0 is the workgroup size (local_size_x_id = 0) in every pensieve shader.
-inline constexpr int kMaxSpecConstants = 16;
+inline constexpr int kMaxSpecConstants = 24;
 inline constexpr int kMaxBindings = 12;
 
 struct KernelDesc {
