@@ -1,6 +1,7 @@
 // matmul: picks the decode matvec, the portable tiled matmul, or the cooperative-matrix matmul,
 // fills the push constants (same field order as the shaders' Push blocks) and sizes the grid.
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cstdio>
 #include <cstdlib>
@@ -516,8 +517,15 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
       // (the residual adds) at 8; at 5-16 tokens qkv (norm, no silu) at 3. The grid's waves (the
       // workgroups a multiprocessor holds depend on each variant's registers) make this uneven.
       if (!coop_wgs_env() && n <= 32 && n > 4) {
-        if (n > 16 && f.silu_pairs) want = 3;
-        else if (n > 16 && f.accumulate) want = 8;
+        // PENSIEVE_VK_COOP_SPLITS="silu,acc,norm" overrides the three 17-32-token choices (0: keep).
+        static const std::array<uint32_t, 3> o = [] {
+          std::array<uint32_t, 3> v{};
+          if (const char* e = std::getenv("PENSIEVE_VK_COOP_SPLITS")) std::sscanf(e, "%u,%u,%u", &v[0], &v[1], &v[2]);
+          return v;
+        }();
+        if (n > 16 && f.silu_pairs) want = o[0] ? o[0] : 3;
+        else if (n > 16 && f.accumulate) want = o[1] ? o[1] : 8;
+        else if (n > 16 && f.norm.valid() && o[2]) want = o[2];
         else if (n <= 16 && f.norm.valid() && !f.silu_pairs) want = 3;
       }
       const uint64_t by_scratch = Context::kSplitKPartialBytes / (tiles * bm * bn * 4);
