@@ -493,6 +493,12 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
     } else if (n > 16) {
       bn = 32;
     }
+    // At 17-32 tokens the norm consumers reading bf16 x (qkv, gate_up; MatmulFusion::x_bf16) have
+    // little to load per step: one register set leaves them 82 registers instead of 100 (5
+    // workgroups per multiprocessor instead of 4), measured faster on the H200 (qkv 1.29 -> 1.12
+    // ms per 32-sequence step with its split of 5 below; bench/RESULTS.md, phase 10). At 5-16
+    // tokens it was ~1% slower, so two sets stay there.
+    if (n > 16 && n <= 32 && f.norm.valid() && f.x_bf16) depth = 1;
     const bool tuned = coop_env_applies(n);
     if (e.bm && tuned) bn = e.bn, wg = e.wg, wm = e.wm;
     if (e.ku && tuned) ku = e.ku;
@@ -513,8 +519,9 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
       // and within the scratch.
       uint64_t want = detail::ceil_div(n > 64 ? 264 : coop_target_workgroups(n), tiles);
       // Measured per fused projection on the H200 (Phi-3-mini, splits 2-16 swept end to end,
-      // bench/RESULTS.md): at 17-32 tokens gate_up (silu pairs) is fastest at 3 and o_proj / down
-      // (the residual adds) at 8; at 5-16 tokens qkv (norm, no silu) at 3. The grid's waves (the
+      // bench/RESULTS.md): at 17-32 tokens gate_up (silu pairs) is fastest at 3, o_proj / down
+      // (the residual adds) at 8 and qkv with bf16 x (one register set, above) at 5; at 5-16
+      // tokens qkv (norm, no silu) at 3. The grid's waves (the
       // workgroups a multiprocessor holds depend on each variant's registers) make this uneven.
       if (!coop_wgs_env() && n <= 32 && n > 4) {
         // PENSIEVE_VK_COOP_SPLITS="silu,acc,norm" overrides the three 17-32-token choices (0: keep).
@@ -525,7 +532,7 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
         }();
         if (n > 16 && f.silu_pairs) want = o[0] ? o[0] : 3;
         else if (n > 16 && f.accumulate) want = o[1] ? o[1] : 8;
-        else if (n > 16 && f.norm.valid() && o[2]) want = o[2];
+        else if (n > 16 && f.norm.valid() && (o[2] || f.x_bf16)) want = o[2] ? o[2] : 5;
         else if (n <= 16 && f.norm.valid() && !f.silu_pairs) want = 3;
       }
       const uint64_t by_scratch = Context::kSplitKPartialBytes / (tiles * bm * bn * 4);
