@@ -867,6 +867,25 @@ TEST(VulkanRuntime, BadShapesAreErrors) {
   EXPECT_FALSE(vulkan::ops::add(**cl, buf->slice(4, 64), buf->slice(128, 64), 16).ok());
   EXPECT_FALSE(vulkan::ops::rope(**cl, buf->whole(), 1, 64, 1, 64, 65, buf->whole(), buf->whole()).ok());
   EXPECT_FALSE(vulkan::ops::topk(**cl, buf->whole(), buf->whole(), buf->whole(), 1, 100, 0, buf->whole()).ok());
+  // bf16 activations: only the tensor-core q4 matmul takes them (a one-token step never does), and
+  // only with the layouts it reads (x rows a multiple of 8 values; xg from a norm-fusion producer).
+  std::mt19937 rng{5};
+  auto rw = random_q4(*ctx, rng, 64, 256);
+  ASSERT_TRUE(rw.ok());
+  auto big = vulkan::Buffer::create(*ctx, 1 << 20, vulkan::MemoryKind::device);
+  ASSERT_TRUE(big.ok());
+  const vulkan::GpuWeight& w = rw->gpu.w;
+  vulkan::MatmulFusion xb{.x_bf16 = true};
+  EXPECT_FALSE(vulkan::ops::matmul(**cl, big->whole(), 64, big->whole(), 256, 1, w, Precision::fast, {}, xb).ok());
+  for (int64_t n : {20, 33}) {
+    if (std::string(vulkan::ops::matmul_kernel(*ctx, 256, n, w, Precision::fast)) != "mmq4_coop") continue;
+    EXPECT_FALSE(vulkan::ops::matmul(**cl, big->whole(), 64, big->whole(), 260, n, w, Precision::fast, {}, xb).ok());
+    vulkan::MatmulFusion xg{.accumulate = true, .xg = big->whole(), .xg_norm = big->whole()};  // no ssq
+    EXPECT_FALSE(vulkan::ops::matmul(**cl, big->whole(), 64, big->whole(), 256, n, w, Precision::fast, {}, xg).ok());
+    vulkan::MatmulFusion yb{.y_bf16 = true};  // without silu pairs
+    EXPECT_FALSE(vulkan::ops::matmul(**cl, big->whole(), 64, big->whole(), 256, n, w, Precision::fast, {}, yb).ok());
+    EXPECT_TRUE(vulkan::ops::matmul(**cl, big->whole(), 64, big->whole(), 256, n, w, Precision::fast, {}, xb).ok());
+  }
   ASSERT_TRUE((*cl)->end().ok());
 }
 
