@@ -631,7 +631,6 @@ Status VulkanForward::record(CommandList& cl, const Shape& s) {
     f.x_bf16 = bf16;
     f.y_bf16 = bf16 && fuse_silu;
     PENSIEVE_TRY(linear(cl, gu, fuse_silu ? F : 2 * F, bf16 ? xg : x, H, T, L.gate_up, f));
-    f.y_bf16 = false;
     cl.set_scope("down");
     const BufferSlice& next_norm = l + 1 < c_.n_layers ? layers_[size_t(l) + 1].attn_norm : final_norm_;
     if (fuse_silu)

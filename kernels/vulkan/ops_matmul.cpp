@@ -396,7 +396,7 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
     return errorf("vulkan matmul: fused input/output ops need the matvec kernel (mmq4_coop: accumulate, norm with "
                   "ssq, silu_pairs)");
   if (f.ssq.valid() && kern != "mmq4_coop") return errorf("vulkan matmul: the ssq norm fusion needs mmq4_coop");
-  if (bf16 && (kern != "mmq4_coop" || (f.x_bf16 && (ldx % 8 || f.silu_offset > 0)) ||
+  if (bf16 && (kern != "mmq4_coop" || (f.x_bf16 && ldx % 8) ||
                (f.y_bf16 && (!f.silu_pairs || ldy % 4 || (w.rows / 2) % 4)) ||
                (f.xg.valid() && (!f.accumulate || !f.ssq.valid() || w.rows % 4 || ldy % 4))))
     return errorf("vulkan matmul: bf16 activations need mmq4_coop (x: ldx a multiple of 8; y: silu pairs, "
