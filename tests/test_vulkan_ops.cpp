@@ -561,7 +561,7 @@ TEST(VulkanRuntime, CoopFusionsMatchSeparateOps) {
   auto ctxs = contexts();
   int ran = 0;
   for (auto& ctx : ctxs)
-    for (int64_t n : {5, 20, 33}) {
+    for (int64_t n : {5, 20, 33, 130}) {
       SCOPED_TRACE(ctx->info().name + " n " + std::to_string(n));
       const int64_t hidden = 384, inner = 256, ffn = 100;
       std::mt19937 rng{uint32_t(n)};
@@ -615,12 +615,14 @@ TEST(VulkanRuntime, CoopFusionsMatchSeparateOps) {
 
 // The same chain with bf16 activations between the projections (batched decode's o_proj ->
 // gate_up -> down): the producer also writes bf16(y * g) for the next norm, gate_up reads it and
-// writes silu(gate) * up as bf16, down reads that. Checked against the separate f32 ops.
+// writes silu(gate) * up as bf16, down reads that. Checked against the separate f32 ops, at token
+// counts of the decode tiles (16, 32, 64 tokens) and of prefill's 128 x 128 (the model fuses only
+// in batched decode; the ops take any token count).
 TEST(VulkanRuntime, CoopBf16ActivationsMatchSeparateOps) {
   auto ctxs = contexts();
   int ran = 0;
   for (auto& ctx : ctxs)
-    for (int64_t n : {5, 20, 33}) {
+    for (int64_t n : {5, 20, 33, 130}) {
       SCOPED_TRACE(ctx->info().name + " n " + std::to_string(n));
       const int64_t hidden = 384, inner = 256, ffn = 192;
       std::mt19937 rng{uint32_t(100 + n)};

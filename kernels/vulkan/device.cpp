@@ -34,6 +34,7 @@ std::string DeviceInfo::summary() const {
   if (integer_dot_product) s += ", int-dot";
   if (coopmat_nv) s += coopmat_nv_f16_16x16x16 ? ", coopmat-nv" : ", coopmat-nv(no 16x16x16 f16)";
   if (coopmat_khr) s += ", coopmat-khr";
+  if (sm_count) s += format_str(", %u SMs", sm_count);
   if (unified_memory) s += ", unified memory";
   return s + ")";
 }
@@ -69,7 +70,14 @@ DeviceInfo query_device(const VkApi& vk, VkPhysicalDevice pd, int index) {
   vk.vkGetPhysicalDeviceProperties(pd, &base);
   bool sgc_ext = base.apiVersion >= VK_API_VERSION_1_3 || has_ext(exts, VK_EXT_SUBGROUP_SIZE_CONTROL_EXTENSION_NAME);
   if (sgc_ext) sg.pNext = &sgc;
+  VkPhysicalDeviceShaderSMBuiltinsPropertiesNV sms{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_SM_BUILTINS_PROPERTIES_NV};
+  const bool sms_ext = has_ext(exts, VK_NV_SHADER_SM_BUILTINS_EXTENSION_NAME);
+  if (sms_ext) {
+    sms.pNext = props.pNext;
+    props.pNext = &sms;
+  }
   vk.vkGetPhysicalDeviceProperties2(pd, &props);
+  d.sm_count = sms_ext ? sms.shaderSMCount : 0;
   const VkPhysicalDeviceLimits& lim = props.properties.limits;
   d.name = props.properties.deviceName;
   d.type = props.properties.deviceType;

@@ -45,6 +45,7 @@ struct DeviceInfo {
   bool coopmat_nv = false;           // VK_NV_cooperative_matrix, feature on
   bool coopmat_nv_f16_16x16x16 = false;  // ... and it lists f16 x f16 + f32 at 16x16x16, subgroup scope
   bool coopmat_khr = false;          // VK_KHR_cooperative_matrix present (no shader uses it yet)
+  uint32_t sm_count = 0;             // multiprocessors (VK_NV_shader_sm_builtins); 0: not reported
 
   // Memory.
   uint64_t device_local_bytes = 0;           // sum of DEVICE_LOCAL heaps

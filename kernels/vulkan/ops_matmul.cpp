@@ -97,6 +97,28 @@ uint64_t coop_target_workgroups(int64_t n) {
   if (coop_wgs_env() > 0) return uint64_t(coop_wgs_env());
   return n <= 16 ? 512 : 1024;
 }
+// The K split of a prefill-sized product (n > 64) on a device that reports its multiprocessors:
+// each holds one 256-invocation workgroup of these (~180 registers per invocation), so a grid of g
+// workgroups runs in about ceil(g / sms) waves, each about as long as one workgroup's steps plus a
+// fixed cost (first loads, the split-K sum) of ~8 steps. Among the splits that leave no
+// multiprocessor idle, the one with the fewest such step-times wins (ties: the smaller). Fitted to
+// sweeps of fixed splits on the H200 (bench/RESULTS.md, phase 11): for Phi-3-mini it picks the
+// fastest split of qkv (288 tiles: 2), down (96 tiles of 128 steps: 4) and gate_up (512: 1), and
+// 4 for o_proj (96 of 48 steps; 2 was 1.5% faster, 1 8% slower). 264 workgroups for every
+// product, the rule before, ran qkv in three waves, the last of 24 workgroups.
+uint64_t prefill_split(uint64_t tiles, uint64_t steps, uint32_t sms) {
+  constexpr double kFixedSteps = 8;
+  const uint64_t most = std::max<uint64_t>(1, std::min<uint64_t>(16, steps / 2));
+  const uint64_t least = std::min(most, detail::ceil_div(uint64_t(sms), tiles));
+  uint64_t best = least;
+  double best_t = -1;
+  for (uint64_t s = least; s <= most; ++s) {
+    const double t = double(detail::ceil_div(tiles * s, uint64_t(sms))) * (double(steps) / double(s) + kFixedSteps);
+    if (best_t < 0 || t < best_t) best = s, best_t = t;
+  }
+  return best;
+}
+
 int64_t coop_q4_min_tokens() { return coop_env().min_tokens ? coop_env().min_tokens : kCoopQ4MinTokens; }
 
 int64_t elem_bytes(DType t) { return t == DType::f32 ? 4 : 2; }
@@ -515,9 +537,11 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
     if (e.split && tuned) {
       split = e.split;
     } else {
-      // Enough workgroups to fill the GPU (prefill: two per multiprocessor), at least 2 steps each,
-      // and within the scratch.
-      uint64_t want = detail::ceil_div(n > 64 ? 264 : coop_target_workgroups(n), tiles);
+      // Enough workgroups to fill the GPU (prefill: whole waves, above; without the multiprocessor
+      // count, 264), at least 2 steps each, and within the scratch.
+      const uint32_t sms = ctx.info().sm_count;
+      uint64_t want = n > 64 && sms ? prefill_split(tiles, steps, sms)
+                                    : detail::ceil_div(n > 64 ? 264 : coop_target_workgroups(n), tiles);
       // Measured per fused projection on the H200 (Phi-3-mini, splits 2-16 swept end to end,
       // bench/RESULTS.md): at 17-32 tokens gate_up (silu pairs) is fastest at 3, o_proj / down
       // (the residual adds) at 8 and qkv with bf16 x (one register set, above) at 5; at 5-16
