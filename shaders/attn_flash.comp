@@ -3,17 +3,24 @@
 // k, v and p, f32 scores, softmax state and output sums:
 //   out[q, h] = sum_j softmax_j(scale * q.k_j) v_j over the visible keys j of query q.
 //
-// One subgroup (the whole workgroup) takes 16 queries of one sequence and head (grid: x = query
-// tiles, y = query heads, z = sequences) and walks the keys they can see one cache block (16 keys)
-// at a time. A block's 16 rows of one kv head are contiguous in the cache (kernels.h KvLayer), so
-// its K and V are loaded straight into fragments, all of them before any arithmetic on the block
-// (and the next block's table entry with them):
+// A workgroup of NSG subgroups takes 16 queries of one sequence and head (grid: x = query tiles,
+// y = query heads, z = sequences); subgroup w walks every NSG-th cache block (16 keys) the queries
+// can see, starting at the w-th, with its own softmax state, and the NSG partial results are
+// merged at the end (below). One block's work is a chain of dependent steps (loads, two products,
+// the softmax through shared memory): with one subgroup, the query tiles at the end of a long
+// prompt walked every block in sequence while the GPU had room for more. A block's 16 rows of one
+// kv head are contiguous in the cache (kernels.h KvLayer), so its K and V are loaded straight into
+// fragments, all of them before any arithmetic on the block (and the subgroup's next block's table
+// entry with them):
 //   S = Q K^T       HD/16 products (Q: the scaled f16 query tile, kept in fragments; K^T: the block
 //                   read column-major with stride HD);
 //   online softmax  S goes through shared memory; lanes 2r and 2r+1 own row r (8 keys each):
 //                   masked keys (causal, sliding window) get p = 0; the row's reference maximum
 //                   m is raised lazily (see below) and its sum l updated;
 //   O += P V        P (f16) from shared memory, V straight from the block, O in HD/16 fragments.
+// Merge: subgroup w ends with output sums O_w and sum l_w against its reference m_w per row; with
+// M = max_w m_w the row is sum_w O_w e^(m_w - M) / sum_w l_w e^(m_w - M) (a subgroup that saw no key
+// of the row, l_w = 0, adds nothing). With NSG = 1 this is O / l as before, bit for bit.
 // Keys past the sequence in its last block are masked (p = 0); the cache is zeroed when it is
 // allocated, so they never hold a NaN that 0 * NaN would spread.
 // Requires (host-checked): block_size 16, f16 KV, HD a multiple of 16 and <= 128, 32-wide
@@ -27,8 +34,10 @@
 #extension GL_KHR_shader_subgroup_vote : require
 #extension GL_EXT_control_flow_attributes : require
 
-layout(local_size_x = 32) in;
+layout(local_size_x_id = 2) in;
 layout(constant_id = 0) const uint HD = 96;  // head_dim
+layout(constant_id = 1) const uint NSG = 1;  // subgroups per workgroup (key blocks interleaved)
+layout(constant_id = 2) const uint WG = 32;  // 32 * NSG
 const uint NF = HD / 16u;                    // 16-wide fragments along head_dim (<= 8)
 const uint HV = HD / 8u;                     // uvec4 (8 halves) per K / V row
 
@@ -47,18 +56,23 @@ layout(push_constant) uniform Push {
 
 const float NEG = -1.0e30;  // a masked score: finite, zeroed explicitly (as attn.glsl)
 
-shared uvec4 qs[16u * HV];  // the query tile, f16, row-major [16][HD]
-shared float ss[16u * 16u];  // scores [query][key]
-shared uvec4 ps[16u * 2u];   // probabilities, f16, row-major [16][16]
-shared float os[16u * HD];   // output sums [query][dim]
-shared float rs[16u];        // per row: the rescale factor, then 1 / l
+shared uvec4 qs[16u * HV];        // the query tile, f16, row-major [16][HD]
+// Per subgroup:
+shared float ss[NSG * 16u * 16u];  // scores [query][key]
+shared uvec4 ps[NSG * 16u * 2u];   // probabilities, f16, row-major [16][16]
+shared float os[NSG * 16u * HD];   // output sums [query][dim]
+shared float rs[NSG * 16u];        // per row: the rescale factor
+shared vec2 mls[NSG * 16u];        // per row: m and l at the end
 
 #define FRAG fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
 #define HFRAG fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
 #define REP8(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7)
 
+// Orders a subgroup's shared-memory accesses (each subgroup has its own scratch in the loop).
+#define SG_SYNC() { subgroupMemoryBarrierShared(); subgroupBarrier(); }
+
 void main() {
-  const uint lane = gl_LocalInvocationID.x;
+  const uint tid = gl_LocalInvocationID.x, sg = gl_SubgroupID, lane = gl_SubgroupInvocationID;
   const uint h = gl_WorkGroupID.y, seq = gl_WorkGroupID.z;
   const ivec4 meta = Meta[seq];
   const uint q_lo = gl_WorkGroupID.x * 16u;
@@ -70,7 +84,7 @@ void main() {
   const uint kmin = (pc.window > 0u && pos_lo + 1u > pc.window) ? pos_lo + 1u - pc.window : 0u;
 
   // Stage the scaled queries as f16 (rows past nq are zero) and clear the output sums.
-  for (uint e = lane; e < 16u * HV; e += 32u) {
+  for (uint e = tid; e < 16u * HV; e += WG) {
     const uint r = e / HV, c = e % HV;
     uvec4 w = uvec4(0u);
     if (r < nq) {
@@ -94,12 +108,13 @@ void main() {
 #define ZERO_O(i) FRAG of##i = FRAG(0.0);
   REP8(ZERO_O)
 
-  const uint kb_end = kmax / 16u;
-  int blk_next = Tables[toff + kmin / 16u];
-  for (uint kb = kmin / 16u; kb <= kb_end; ++kb) {
+  const uint kb_end = kmax / 16u, kb_first = kmin / 16u + sg;
+  int blk_next = kb_first <= kb_end ? Tables[toff + kb_first] : 0;
+  const uint S0 = sg * 256u, P0 = sg * 32u, O0 = sg * 16u * HD, R0 = sg * 16u;  // this subgroup's scratch
+  for (uint kb = kb_first; kb <= kb_end; kb += NSG) {
     // All of the block's K and V fragments are requested first, and the next block's table entry.
     const uint base = (uint(blk_next) * pc.block_stride + kh * pc.head_stride) / 8u;  // in uvec4
-    if (kb < kb_end) blk_next = Tables[toff + kb + 1u];
+    if (kb + NSG <= kb_end) blk_next = Tables[toff + kb + NSG];
 #define LOAD_KV(i)                                                       \
     HFRAG kf##i, vf##i;                                                  \
     if (NF > i) {                                                        \
@@ -110,8 +125,8 @@ void main() {
     FRAG s = FRAG(0.0);
 #define QK(i) if (NF > i) s = coopMatMulAddNV(qa##i, kf##i, s);
     REP8(QK)
-    coopMatStoreNV(s, ss, 0u, 16u, false);
-    barrier();
+    coopMatStoreNV(s, ss, S0, 16u, false);
+    SG_SYNC()
 
     // Row r, keys kb*16 + hl*8 + t.
     float sc[8];
@@ -119,7 +134,7 @@ void main() {
     [[unroll]] for (uint t = 0u; t < 8u; ++t) {
       const uint j = kb * 16u + hl * 8u + t;
       const bool ok = r < nq && j <= pos && (pc.window == 0u || j + pc.window > pos);
-      sc[t] = ok ? ss[r * 16u + hl * 8u + t] : NEG;
+      sc[t] = ok ? ss[S0 + r * 16u + hl * 8u + t] : NEG;
       mt = max(mt, sc[t]);
     }
     mt = max(mt, subgroupShuffleXor(mt, 1u));
@@ -137,33 +152,42 @@ void main() {
     }
     sum += subgroupShuffleXor(sum, 1u);
     l = l * c + sum;
-    ps[r * 2u + hl] = uvec4(packHalf2x16(vec2(p[0], p[1])), packHalf2x16(vec2(p[2], p[3])),
+    ps[P0 + r * 2u + hl] = uvec4(packHalf2x16(vec2(p[0], p[1])), packHalf2x16(vec2(p[2], p[3])),
                             packHalf2x16(vec2(p[4], p[5])), packHalf2x16(vec2(p[6], p[7])));
     if (subgroupAny(c != 1.0)) {  // rare: the output sums of rescaled rows, through shared memory
-      if (hl == 0u) rs[r] = c;
-#define O_OUT(i) if (NF > i) coopMatStoreNV(of##i, os, 16u * i, HD, false);
+      if (hl == 0u) rs[R0 + r] = c;
+#define O_OUT(i) if (NF > i) coopMatStoreNV(of##i, os, O0 + 16u * i, HD, false);
       REP8(O_OUT)
-      barrier();
-      for (uint e = lane; e < 16u * HD; e += 32u) os[e] *= rs[e / HD];
-      barrier();
-#define O_IN(i) if (NF > i) coopMatLoadNV(of##i, os, 16u * i, HD, false);
+      SG_SYNC()
+      for (uint e = lane; e < 16u * HD; e += 32u) os[O0 + e] *= rs[R0 + e / HD];
+      SG_SYNC()
+#define O_IN(i) if (NF > i) coopMatLoadNV(of##i, os, O0 + 16u * i, HD, false);
       REP8(O_IN)
     }
-    barrier();
+    SG_SYNC()
 
     HFRAG pa;
-    coopMatLoadNV(pa, ps, 0u, 2u, false);
+    coopMatLoadNV(pa, ps, P0, 2u, false);
 #define PV(i) if (NF > i) of##i = coopMatMulAddNV(pa, vf##i, of##i);
     REP8(PV)
-    barrier();  // ss and ps are rewritten by the next block
+    SG_SYNC()  // ss and ps are rewritten by the next block
   }
 
-#define O_OUT2(i) if (NF > i) coopMatStoreNV(of##i, os, 16u * i, HD, false);
+#define O_OUT2(i) if (NF > i) coopMatStoreNV(of##i, os, O0 + 16u * i, HD, false);
   REP8(O_OUT2)
-  if (hl == 0u) rs[r] = l > 0.0 ? 1.0 / l : 0.0;
+  if (hl == 0u) mls[R0 + r] = vec2(m, l);
   barrier();
-  for (uint e = lane; e < nq * HD; e += 32u) {
+  for (uint e = tid; e < nq * HD; e += WG) {
     const uint row = e / HD, d = e % HD;
-    O[(qrow0 + row) * pc.out_stride + h * HD + d] = os[e] * rs[row];
+    float M = NEG;
+    [[unroll]] for (uint w = 0u; w < NSG; ++w) M = max(M, mls[w * 16u + row].x);
+    float o = 0.0, L = 0.0;
+    [[unroll]] for (uint w = 0u; w < NSG; ++w) {
+      const vec2 ml = mls[w * 16u + row];
+      const float f = ml.y > 0.0 ? exp(ml.x - M) : 0.0;
+      o += os[w * 16u * HD + e] * f;
+      L += ml.y * f;
+    }
+    O[(qrow0 + row) * pc.out_stride + h * HD + d] = o * (L > 0.0 ? 1.0 / L : 0.0);
   }
 }

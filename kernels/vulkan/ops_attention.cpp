@@ -181,6 +181,11 @@ Status attention(CommandList& cl, const BufferSlice& out, const BufferSlice& q, 
                      uint32_t(s.n_seqs));
 }
 
+// Subgroups per query tile of the tensor-core prefill (see flash_attention). Measured on the H200
+// (pp512, bench/RESULTS.md phase 11): attention per step 2.70 / 2.33 / 2.51 ms with 1 / 2 / 4 for
+// Phi-3-mini, 3.17 / 2.31 / 2.43 for Phi-4-mini.
+constexpr uint32_t kFlashSubgroups = 2;
+
 bool flash_attention_supported(const Context& ctx, const GpuKv& kv, const AttnParams& p) {
   const int hd = kv.head_dim;
   return ctx.coopmat() && ctx.info().min_subgroup_size == 32 && ctx.info().max_subgroup_size == 32 &&
@@ -199,7 +204,19 @@ Status flash_attention(CommandList& cl, const BufferSlice& out, const BufferSlic
   PrefillPush pc{uint32_t(p.n_heads), uint32_t(p.n_heads / kv.n_kv_heads), uint32_t(kv.block_size),
                  uint32_t(kv.block_stride), uint32_t(kv.head_stride), uint32_t(p.q_stride), uint32_t(p.out_stride),
                  uint32_t(p.window), p.scale};
-  auto pipe = ctx.pipelines().get(kFlash, {uint32_t(kv.head_dim)});
+  // Subgroups per query tile (each walks every nsg-th key block; shaders/attn_flash.comp), within
+  // the shared memory: PENSIEVE_VK_FLASH_SG overrides (tuning runs).
+  static const uint32_t env_nsg = [] {
+    const char* e = std::getenv("PENSIEVE_VK_FLASH_SG");
+    return e ? uint32_t(std::atoi(e)) : 0u;
+  }();
+  uint32_t nsg = env_nsg ? env_nsg : kFlashSubgroups;
+  const auto smem = [&](uint32_t n) {
+    return uint64_t(16) * kv.head_dim * 2 + n * (uint64_t(16) * 16 * 4 + 16 * 16 * 2 + 16ull * kv.head_dim * 4 + 16 * 12);
+  };
+  while (nsg > 1 && smem(nsg) > ctx.info().max_shared_memory) nsg /= 2;
+  if (nsg < 1 || nsg > 8) return errorf("vulkan attention: %u subgroups per query tile (1..8)", nsg);
+  auto pipe = ctx.pipelines().get(kFlash, {uint32_t(kv.head_dim), nsg, 32 * nsg});
   if (!pipe.ok()) return std::move(pipe).take_error();
   const uint64_t gx = detail::ceil_div(uint64_t(s.max_n_q), 16);
   if (gx > ctx.info().max_workgroup_count[0] || uint64_t(s.n_seqs) > ctx.info().max_workgroup_count[2])
