@@ -44,8 +44,11 @@
 // per load (deterministic), and stages x * inv_rms * G instead of x.
 //
 // SiLU fusion (gate_up, SILU = 1): W's rows are rows / 2 gate rows then their up rows; a tile
-// takes BM / 2 gate rows and the BM / 2 up rows paired with them, and the split-K sum writes
-// silu(gate) * up (the down projection's input) instead of the tile's rows.
+// takes BM / 2 gate rows and the BM / 2 up rows paired with them and writes silu(gate) * up (the
+// down projection's input) instead of the tile's rows: with a split K the sum does (the tile's
+// first BM / 2 rows are the gate rows), without one each subgroup (its TM rows: TM / 2 gate rows,
+// then their up rows, so that accumulator fragments i and i + FM / 2 pair element by element; FM
+// even, host-checked) before its output passes through the scratch (prefill).
 //
 // bf16 activations between the batched-decode projections (XBF, YBF, XG_OUT). Every row tile
 // re-reads its tokens' x from L2 (32 tokens x 3072 f32 columns, 384 KiB, for each of gate_up's
@@ -159,6 +162,13 @@ vec4 bf16_quad(uvec2 w) {
 #define REP4X4(M) M(0, 0) M(0, 1) M(0, 2) M(0, 3) M(1, 0) M(1, 1) M(1, 2) M(1, 3) \
                   M(2, 0) M(2, 1) M(2, 2) M(2, 3) M(3, 0) M(3, 1) M(3, 2) M(3, 3)
 
+// SILU: the weight row of tile row i (see SiLU fusion), g0 the tile's first gate row.
+uint silu_row(uint i, uint g0, uint half_rows) {
+  if (SPLIT > 1u) return i < BM / 2u ? g0 + i : half_rows + g0 + i - BM / 2u;
+  const uint b = i / TM, j = i % TM;
+  return j < TM / 2u ? g0 + b * (TM / 2u) + j : half_rows + g0 + b * (TM / 2u) + j - TM / 2u;
+}
+
 void main() {
   const uint tid = gl_LocalInvocationID.x;
   // Row blocks are folded over grid x and z (z * gridX + x) so huge outputs fit a 65535-wide x.
@@ -168,7 +178,7 @@ void main() {
   // Weight row of tile row i: with SILU the tile's first half are gate rows rb * BM / 2 + i of the
   // rows / 2 gate rows, the second half the up rows paired with them.
   const uint half_rows = pc.rows / 2u, g0 = rb * (BM / 2u);
-#define row_of(i) (SILU == 1u ? ((i) < BM / 2u ? g0 + (i) : half_rows + g0 + (i) - BM / 2u) : row0 + (i))
+#define row_of(i) (SILU == 1u ? silu_row(i, g0, half_rows) : row0 + (i))
   const uint tb = gl_WorkGroupID.y / SPLIT, split = gl_WorkGroupID.y % SPLIT;
   const uint t0 = tb * BN;
   const uint sg = gl_SubgroupID, lane = gl_SubgroupInvocationID;
@@ -346,7 +356,27 @@ void main() {
       }                                                                                      \
       subgroupBarrier();                                                                     \
     }
-    REP4X4(PUT)
+    // SILU: gate fragment i and up fragment k = i + FM / 2 hold the same (row, token) element by
+    // element; y gets silu(gate) * up (as silu_mul.comp computes it) at the gate rows.
+#define PUTS(i, k, j)                                                                        \
+    if (FM > k && FN > j) {                                                                  \
+      for (int q = 0; q < c##i##j.length(); ++q)                                             \
+        c##i##j[q] = c##i##j[q] / (1.0 + exp(-c##i##j[q])) * c##k##j[q];                     \
+      coopMatStoreNV(c##i##j, Cs, sg * 256u, 16u, true);                                     \
+      subgroupMemoryBarrierShared();                                                         \
+      subgroupBarrier();                                                                     \
+      for (uint e = lane; e < 256u; e += 32u) {                                              \
+        const uint gr = g0 + wm * (TM / 2u) + 16u * i + e % 16u, t = t0 + wn * TN + 16u * j + e / 16u; \
+        if (gr < half_rows && t < pc.n) Y[t * pc.ldy + gr] = Cs[sg * 256u + e];              \
+      }                                                                                      \
+      subgroupBarrier();                                                                     \
+    }
+#define PUTS_J(j) if (FM == 4u) { PUTS(0, 2, j) PUTS(1, 3, j) } else { PUTS(0, 1, j) }
+    if (SILU == 1u) {
+      REP4(PUTS_J)
+    } else {
+      REP4X4(PUT)
+    }
     return;
   }
 

@@ -613,6 +613,48 @@ TEST(VulkanRuntime, CoopFusionsMatchSeparateOps) {
   if (!ran) GTEST_SKIP() << "no device with the q4 tensor-core matmul";
 }
 
+// Prefill's gate_up writes silu(gate) * up without a split K (each subgroup pairs its gate and up
+// fragments; shaders/mmq4_coop.comp): rows of 128 values (2 steps) leave no split to take, and 200
+// gate rows end inside a tile. Each output is the same arithmetic as the plain matmul and
+// silu_mul's: equal bit for bit.
+TEST(VulkanRuntime, CoopSiluPairsWithoutSplitMatchSeparateOps) {
+  auto ctxs = contexts();
+  int ran = 0;
+  for (auto& ctx : ctxs)
+    for (int64_t n : {70, 130}) {
+      SCOPED_TRACE(ctx->info().name + " n " + std::to_string(n));
+      const int64_t cols = 128, ffn = 200;
+      std::mt19937 rng{uint32_t(7 + n)};
+      auto r = random_q4(*ctx, rng, 2 * ffn, cols);
+      ASSERT_TRUE(r.ok());
+      const vulkan::GpuWeight& g = r->gpu.w;
+      if (std::string(vulkan::ops::matmul_kernel(*ctx, cols, n, g, Precision::fast)) != "mmq4_coop") continue;
+      ++ran;
+      auto bx = upload(*ctx, randn(rng, size_t(n * cols)));
+      auto bgu = vulkan::Buffer::create(*ctx, n * 2 * ffn * 4, vulkan::MemoryKind::device);
+      auto bsep = vulkan::Buffer::create(*ctx, n * ffn * 4, vulkan::MemoryKind::device);
+      auto bfused = vulkan::Buffer::create(*ctx, n * ffn * 4, vulkan::MemoryKind::device);
+      ASSERT_TRUE(bgu.ok() && bsep.ok() && bfused.ok());
+      auto cl = vulkan::CommandList::create(*ctx);
+      ASSERT_TRUE(cl.ok());
+      ASSERT_TRUE((*cl)->begin().ok());
+      Status st = vulkan::ops::matmul(**cl, bgu->whole(), 2 * ffn, bx.whole(), cols, n, g, Precision::fast);
+      if (st.ok()) st = vulkan::ops::silu_mul(**cl, bsep->whole(), bgu->whole(), n, ffn);
+      if (st.ok())
+        st = vulkan::ops::matmul(**cl, bfused->whole(), ffn, bx.whole(), cols, n, g, Precision::fast, {},
+                                 {.silu_pairs = true});
+      ASSERT_TRUE(st.ok()) << st.error();
+      ASSERT_TRUE((*cl)->end().ok());
+      ASSERT_TRUE((*cl)->submit_and_wait().ok());
+      const auto want = download<float>(*ctx, *bsep, size_t(n * ffn)), got = download<float>(*ctx, *bfused, size_t(n * ffn));
+      int64_t differ = 0;
+      for (size_t i = 0; i < want.size(); ++i) differ += std::memcmp(&want[i], &got[i], 4) != 0;
+      EXPECT_EQ(differ, 0);
+      EXPECT_CLOSE(got.data(), want.data(), got.size(), 1e-12, 1e-6);
+    }
+  if (!ran) GTEST_SKIP() << "no device with the q4 tensor-core matmul";
+}
+
 // The same chain with bf16 activations between the projections (batched decode's o_proj ->
 // gate_up -> down): the producer also writes bf16(y * g) for the next norm, gate_up reads it and
 // writes silu(gate) * up as bf16, down reads that. Checked against the separate f32 ops, at token

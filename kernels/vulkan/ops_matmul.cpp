@@ -528,7 +528,10 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
     if (e.depth && tuned) depth = e.depth;
     while (units % ku) ku /= 2;
     // The sums of squares (producer) and silu pairs are written by the split-K sum: >= 2 steps.
-    const bool ssq_out = f.ssq.valid() && f.accumulate, in_sum = ssq_out || f.silu_pairs;
+    // silu pairs without a split need an even number of 16-row fragments per subgroup (prefill's
+    // 64); otherwise the split-K sum pairs the rows.
+    const bool silu_in_tile = f.silu_pairs && !f.y_bf16 && (bm / std::max<uint32_t>(wm, 1)) % 32 == 0;
+    const bool ssq_out = f.ssq.valid() && f.accumulate, in_sum = ssq_out || (f.silu_pairs && !silu_in_tile);
     if (in_sum && !coop_epilogue_fits(w))
       return errorf("vulkan matmul: rows of %lld values are too short for the ssq / silu fusions", (long long)w.cols);
     while (in_sum && ku > 1 && units / ku < 2) ku /= 2;
