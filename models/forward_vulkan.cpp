@@ -505,21 +505,25 @@ Status VulkanForward::linear(CommandList& cl, const BufferSlice& y, int64_t ldy,
                                 .x_bf16 = f.x_bf16, .y_bf16 = f.y_bf16});
   BufferSlice in = x;
   int64_t ld = ldx;
-  if (f.norm.valid()) {
-    in = xn_.slice(0, uint64_t(n * w.cols) * 4);
+  bool in_bf16 = f.x_bf16;
+  if (f.norm.valid()) {  // with x_bf16 (prefill on the tensor cores) the normalised x is written as bf16
+    in = xn_.slice(0, uint64_t(n * w.cols) * (f.x_bf16 ? 2 : 4));
     ld = w.cols;
-    PENSIEVE_TRY(vulkan::ops::rmsnorm(cl, in, x.sub(0, uint64_t(n * w.cols) * 4), f.norm, n, w.cols, f.eps));
+    PENSIEVE_TRY(vulkan::ops::rmsnorm(cl, in, x.sub(0, uint64_t(n * w.cols) * 4), f.norm, n, w.cols, f.eps, f.x_bf16));
   } else if (f.silu_offset > 0) {
     in = act_.slice(0, uint64_t(n * w.cols) * 4);
     ld = w.cols;
+    in_bf16 = false;
     PENSIEVE_TRY(vulkan::ops::silu_mul(cl, in, x, n, w.cols));
   }
-  if (!f.accumulate) return vulkan::ops::matmul(cl, y, ldy, in, ld, n, w, precision_, {}, {.silu_pairs = f.silu_pairs});
+  if (!f.accumulate)
+    return vulkan::ops::matmul(cl, y, ldy, in, ld, n, w, precision_, {},
+                               {.silu_pairs = f.silu_pairs, .x_bf16 = in_bf16, .y_bf16 = f.y_bf16});
   if (kern == "mmq4_coop") {  // it adds into y itself
     vulkan::MatmulFusion acc;
     acc.accumulate = true;
     acc.ssq = f.ssq;
-    acc.x_bf16 = f.x_bf16;
+    acc.x_bf16 = in_bf16;
     acc.xg = f.xg;
     acc.xg_norm = f.xg_norm;
     return vulkan::ops::matmul(cl, y, ldy, in, ld, n, w, precision_, {}, acc);
@@ -595,6 +599,11 @@ Status VulkanForward::record(CommandList& cl, const Shape& s) {
                           (!coop_fusion_off && T > 64 && coop(H, layers_[0].gate_up[0]) &&
                            coop(F, layers_[0].down)));
 
+  // Prefill on the tensor cores (no norm fusion): the rmsnorm dispatches write bf16 for qkv and
+  // gate_up, and gate_up's silu(gate) * up is bf16 for down (PENSIEVE_VK_COOP_BF16=0: f32).
+  const bool pre_bf16 = !coop_bf16_off && !fuse_norm && T > 64 && fuse_silu && H % 8 == 0 && F % 8 == 0 &&
+                        coop(H, layers_[0].qkv[0]);
+
   PENSIEVE_TRY(cl.begin());
   cl.set_scope("embed");
   PENSIEVE_TRY(ops::embed(cl, x, ids, T, embed_));
@@ -605,8 +614,8 @@ Status VulkanForward::record(CommandList& cl, const Shape& s) {
     f.norm = L.attn_norm;
     f.eps = eps;
     f.ssq = l > 0 ? ssq : BufferSlice{};
-    f.x_bf16 = bf16 && l > 0;
-    const BufferSlice& qkv_in = f.x_bf16 ? xg : x;
+    f.x_bf16 = (bf16 && l > 0) || pre_bf16;
+    const BufferSlice& qkv_in = bf16 && l > 0 ? xg : x;
     vulkan::RopeStoreFusion rs{cs, sn, slots, kv_[size_t(l)], c_.n_heads, rot};
     if (fuse_rope) {
       f.rope = &rs;
@@ -631,14 +640,14 @@ Status VulkanForward::record(CommandList& cl, const Shape& s) {
     f.norm = L.mlp_norm;
     f.silu_pairs = fuse_silu;
     f.ssq = ssq;
-    f.x_bf16 = bf16;
-    f.y_bf16 = bf16 && fuse_silu;
+    f.x_bf16 = bf16 || pre_bf16;
+    f.y_bf16 = (bf16 && fuse_silu) || pre_bf16;
     PENSIEVE_TRY(linear(cl, gu, fuse_silu ? F : 2 * F, bf16 ? xg : x, H, T, L.gate_up, f));
     cl.set_scope("down");
     const BufferSlice& next_norm = l + 1 < c_.n_layers ? layers_[size_t(l) + 1].attn_norm : final_norm_;
     if (fuse_silu)
       PENSIEVE_TRY(linear(cl, x, H, gu, F, T, {L.down},
-                          {.accumulate = true, .ssq = ssq, .x_bf16 = bf16, .xg = xg,
+                          {.accumulate = true, .ssq = ssq, .x_bf16 = bf16 || pre_bf16, .xg = xg,
                            .xg_norm = bf16 ? next_norm : BufferSlice{}}));
     else
       PENSIEVE_TRY(linear(cl, x, H, gu, 2 * F, T, {L.down}, {.silu_offset = F, .accumulate = true, .ssq = ssq}));

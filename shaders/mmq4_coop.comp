@@ -83,7 +83,7 @@ layout(constant_id = 11) const uint NORM = 0;     // 1: x is rmsnorm(x) * G, fro
 layout(constant_id = 12) const uint SSQ_OUT = 0;  // 1 (SPLIT > 1): write SSQ, see Norm fusion
 layout(constant_id = 13) const uint SILU = 0;     // 1 (SPLIT > 1, ACC 0): y = silu(gate) * up, see below
 layout(constant_id = 14) const uint XBF = 0;      // 1: x is bf16 (with NORM: already times G), see below
-layout(constant_id = 15) const uint YBF = 0;      // 1 (SILU): y written as bf16
+layout(constant_id = 15) const uint YBF = 0;      // 1 (SILU): y written as bf16 (pairs of rows)
 layout(constant_id = 16) const uint XG_OUT = 0;   // 1 (SSQ_OUT): also writes bf16(y * G) to XG
 
 #include "quant.glsl"
@@ -148,17 +148,7 @@ uvec4 dq_pairs(uint w, f16vec2 s, f16vec2 b) {
 // f16 element i of a plane of 32-bit words, in both halves of a word.
 uint half_pair(uint word, uint i) { return ((i & 1u) != 0u ? word >> 16 : word & 0xffffu) * 0x10001u; }
 
-// bf16 <-> f32: round to nearest even (NaN stays NaN); a word holds elements 2i (low) and 2i + 1.
-uint bf16_rne(float f) {
-  const uint u = floatBitsToUint(f);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40u;
-  return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-}
-uint bf16_pair(float lo, float hi) { return bf16_rne(lo) | (bf16_rne(hi) << 16); }
-vec4 bf16_quad(uvec2 w) {
-  return vec4(uintBitsToFloat(w.x << 16), uintBitsToFloat(w.x & 0xffff0000u), uintBitsToFloat(w.y << 16),
-              uintBitsToFloat(w.y & 0xffff0000u));
-}
+#include "bf16.glsl"
 #define REP4X4(M) M(0, 0) M(0, 1) M(0, 2) M(0, 3) M(1, 0) M(1, 1) M(1, 2) M(1, 3) \
                   M(2, 0) M(2, 1) M(2, 2) M(2, 3) M(3, 0) M(3, 1) M(3, 2) M(3, 3)
 
@@ -365,9 +355,14 @@ void main() {
       coopMatStoreNV(c##i##j, Cs, sg * 256u, 16u, true);                                     \
       subgroupMemoryBarrierShared();                                                         \
       subgroupBarrier();                                                                     \
-      for (uint e = lane; e < 256u; e += 32u) {                                              \
+      for (uint e = YBF == 1u ? 2u * lane : lane; e < 256u; e += YBF == 1u ? 64u : 32u) {    \
         const uint gr = g0 + wm * (TM / 2u) + 16u * i + e % 16u, t = t0 + wn * TN + 16u * j + e / 16u; \
-        if (gr < half_rows && t < pc.n) Y[t * pc.ldy + gr] = Cs[sg * 256u + e];              \
+        if (gr < half_rows && t < pc.n) {                                                    \
+          if (YBF == 1u) /* rows gr, gr + 1 (even gr; host: half_rows, ldy multiples of 4) */ \
+            YH[(t * pc.ldy + gr) / 2u] = bf16_pair(Cs[sg * 256u + e], Cs[sg * 256u + e + 1u]); \
+          else                                                                               \
+            Y[t * pc.ldy + gr] = Cs[sg * 256u + e];                                          \
+        }                                                                                    \
       }                                                                                      \
       subgroupBarrier();                                                                     \
     }

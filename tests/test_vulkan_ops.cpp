@@ -616,7 +616,7 @@ TEST(VulkanRuntime, CoopFusionsMatchSeparateOps) {
 // Prefill's gate_up writes silu(gate) * up without a split K (each subgroup pairs its gate and up
 // fragments; shaders/mmq4_coop.comp): rows of 128 values (2 steps) leave no split to take, and 200
 // gate rows end inside a tile. Each output is the same arithmetic as the plain matmul and
-// silu_mul's: equal bit for bit.
+// silu_mul's: equal bit for bit, and as bf16 (y_bf16, prefill's input of down) their rounding.
 TEST(VulkanRuntime, CoopSiluPairsWithoutSplitMatchSeparateOps) {
   auto ctxs = contexts();
   int ran = 0;
@@ -634,7 +634,8 @@ TEST(VulkanRuntime, CoopSiluPairsWithoutSplitMatchSeparateOps) {
       auto bgu = vulkan::Buffer::create(*ctx, n * 2 * ffn * 4, vulkan::MemoryKind::device);
       auto bsep = vulkan::Buffer::create(*ctx, n * ffn * 4, vulkan::MemoryKind::device);
       auto bfused = vulkan::Buffer::create(*ctx, n * ffn * 4, vulkan::MemoryKind::device);
-      ASSERT_TRUE(bgu.ok() && bsep.ok() && bfused.ok());
+      auto bh = vulkan::Buffer::create(*ctx, n * ffn * 2, vulkan::MemoryKind::device);  // the same as bf16
+      ASSERT_TRUE(bgu.ok() && bsep.ok() && bfused.ok() && bh.ok());
       auto cl = vulkan::CommandList::create(*ctx);
       ASSERT_TRUE(cl.ok());
       ASSERT_TRUE((*cl)->begin().ok());
@@ -643,16 +644,56 @@ TEST(VulkanRuntime, CoopSiluPairsWithoutSplitMatchSeparateOps) {
       if (st.ok())
         st = vulkan::ops::matmul(**cl, bfused->whole(), ffn, bx.whole(), cols, n, g, Precision::fast, {},
                                  {.silu_pairs = true});
+      if (st.ok())
+        st = vulkan::ops::matmul(**cl, bh->whole(), ffn, bx.whole(), cols, n, g, Precision::fast, {},
+                                 {.silu_pairs = true, .y_bf16 = true});
       ASSERT_TRUE(st.ok()) << st.error();
       ASSERT_TRUE((*cl)->end().ok());
       ASSERT_TRUE((*cl)->submit_and_wait().ok());
       const auto want = download<float>(*ctx, *bsep, size_t(n * ffn)), got = download<float>(*ctx, *bfused, size_t(n * ffn));
-      int64_t differ = 0;
-      for (size_t i = 0; i < want.size(); ++i) differ += std::memcmp(&want[i], &got[i], 4) != 0;
+      const auto h = download<uint16_t>(*ctx, *bh, size_t(n * ffn));
+      int64_t differ = 0, differ_bf16 = 0;
+      for (size_t i = 0; i < want.size(); ++i) {
+        differ += std::memcmp(&want[i], &got[i], 4) != 0;
+        differ_bf16 += h[i] != f32_to_bf16(want[i]);
+      }
       EXPECT_EQ(differ, 0);
+      EXPECT_EQ(differ_bf16, 0);  // y_bf16: the same values rounded to nearest even
       EXPECT_CLOSE(got.data(), want.data(), got.size(), 1e-12, 1e-6);
     }
   if (!ran) GTEST_SKIP() << "no device with the q4 tensor-core matmul";
+}
+
+// rmsnorm writing bf16 (prefill's input of qkv and gate_up on the tensor cores): the f32 result
+// rounded to nearest even, bit for bit; misuse (odd dim, y over x) is an error.
+TEST(VulkanRuntime, RmsnormBf16Output) {
+  auto ctxs = contexts();
+  if (ctxs.empty()) GTEST_SKIP() << "no Vulkan device";
+  for (auto& ctx : ctxs)
+    for (int64_t dim : {2, 96, 3072}) {
+      SCOPED_TRACE(ctx->info().name + " dim " + std::to_string(dim));
+      const int64_t rows = 5;
+      std::mt19937 rng{uint32_t(dim)};
+      auto bx = upload(*ctx, randn(rng, size_t(rows * dim), 3.0f));
+      auto bw = upload(*ctx, randn(rng, size_t(dim)));
+      auto by = vulkan::Buffer::create(*ctx, rows * dim * 4, vulkan::MemoryKind::device);
+      auto bh = vulkan::Buffer::create(*ctx, rows * dim * 2, vulkan::MemoryKind::device);
+      ASSERT_TRUE(by.ok() && bh.ok());
+      auto cl = vulkan::CommandList::create(*ctx);
+      ASSERT_TRUE(cl.ok());
+      ASSERT_TRUE((*cl)->begin().ok());
+      ASSERT_TRUE(vulkan::ops::rmsnorm(**cl, by->whole(), bx.whole(), bw.whole(), rows, dim, 1e-5f).ok());
+      ASSERT_TRUE(vulkan::ops::rmsnorm(**cl, bh->whole(), bx.whole(), bw.whole(), rows, dim, 1e-5f, true).ok());
+      EXPECT_FALSE(vulkan::ops::rmsnorm(**cl, bx.whole(), bx.whole(), bw.whole(), rows, dim, 1e-5f, true).ok());
+      EXPECT_FALSE(vulkan::ops::rmsnorm(**cl, bh->whole(), bx.whole(), bw.whole(), rows, dim - 1, 1e-5f, true).ok());
+      ASSERT_TRUE((*cl)->end().ok());
+      ASSERT_TRUE((*cl)->submit_and_wait().ok());
+      const auto y = download<float>(*ctx, *by, size_t(rows * dim));
+      const auto h = download<uint16_t>(*ctx, *bh, size_t(rows * dim));
+      int64_t differ = 0;
+      for (size_t i = 0; i < y.size(); ++i) differ += h[i] != f32_to_bf16(y[i]);
+      EXPECT_EQ(differ, 0);
+    }
 }
 
 // The same chain with bf16 activations between the projections (batched decode's o_proj ->

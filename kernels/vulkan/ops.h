@@ -145,9 +145,10 @@ const char* matmul_kernel(const Context& ctx, int64_t ldx, int64_t n, const GpuW
 // storage buffers per stage).
 bool matmul_fuses(const Context& ctx, int64_t ldx, int64_t n, const GpuWeight& w, Precision p, bool rope);
 
-// y[r, :] = x[r, :] w / sqrt(mean(x[r, :]^2) + eps); y may equal x.
+// y[r, :] = x[r, :] w / sqrt(mean(x[r, :]^2) + eps); y may equal x. y_bf16: y is bf16 (rounded to
+// nearest even; dim even, y apart from x), for the tensor-core matmul's bf16 x.
 Status rmsnorm(CommandList& cl, const BufferSlice& y, const BufferSlice& x, const BufferSlice& w, int64_t rows,
-               int64_t dim, float eps);
+               int64_t dim, float eps, bool y_bf16 = false);
 
 // Rotate-half RoPE in place on x [n, stride]; cos/sin [n, rot_dim / 2].
 Status rope(CommandList& cl, const BufferSlice& x, int64_t n, int64_t stride, int n_heads, int head_dim,

@@ -100,20 +100,22 @@ uint64_t coop_target_workgroups(int64_t n) {
 // The K split of a prefill-sized product (n > 64) on a device that reports its multiprocessors:
 // each holds one 256-invocation workgroup of these (~180 registers per invocation), so a grid of g
 // workgroups runs in about ceil(g / sms) waves, each about as long as one workgroup's steps plus a
-// fixed cost (first loads, the split-K sum) of ~8 steps. Among the splits that leave no
-// multiprocessor idle, the one with the fewest such step-times wins (ties: the smaller). Fitted to
-// sweeps of fixed splits on the H200 (bench/RESULTS.md, phase 11): for Phi-3-mini it picks the
-// fastest split of qkv (288 tiles: 2), down (96 tiles of 128 steps: 4) and gate_up (512: 1), and
-// 4 for o_proj (96 of 48 steps; 2 was 1.5% faster, 1 8% slower). 264 workgroups for every
-// product, the rule before, ran qkv in three waves, the last of 24 workgroups.
+// fixed cost (first loads, the split-K sum) of ~8 steps, and each split adds ~3 steps of partial
+// tiles to write and sum. Among the splits that leave no multiprocessor idle, the one with the
+// fewest step-times wins (ties: the smaller). Fitted to sweeps of fixed splits on the H200
+// (bench/RESULTS.md, phase 11): for Phi-3-mini it picks the fastest split of each projection, qkv
+// (288 tiles: 2), o_proj (96 tiles of 48 steps: 2), down (96 of 128 steps: 4) and gate_up (512:
+// 1). 264 workgroups for every product, the rule before, ran qkv in three waves, the last of 24
+// workgroups.
 uint64_t prefill_split(uint64_t tiles, uint64_t steps, uint32_t sms) {
-  constexpr double kFixedSteps = 8;
+  constexpr double kFixedSteps = 8, kStepsPerSplit = 3;
   const uint64_t most = std::max<uint64_t>(1, std::min<uint64_t>(16, steps / 2));
   const uint64_t least = std::min(most, detail::ceil_div(uint64_t(sms), tiles));
   uint64_t best = least;
   double best_t = -1;
   for (uint64_t s = least; s <= most; ++s) {
-    const double t = double(detail::ceil_div(tiles * s, uint64_t(sms))) * (double(steps) / double(s) + kFixedSteps);
+    const double t = double(detail::ceil_div(tiles * s, uint64_t(sms))) * (double(steps) / double(s) + kFixedSteps) +
+                     kStepsPerSplit * double(s);
     if (best_t < 0 || t < best_t) best = s, best_t = t;
   }
   return best;
@@ -530,7 +532,7 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
     // The sums of squares (producer) and silu pairs are written by the split-K sum: >= 2 steps.
     // silu pairs without a split need an even number of 16-row fragments per subgroup (prefill's
     // 64); otherwise the split-K sum pairs the rows.
-    const bool silu_in_tile = f.silu_pairs && !f.y_bf16 && (bm / std::max<uint32_t>(wm, 1)) % 32 == 0;
+    const bool silu_in_tile = f.silu_pairs && (bm / std::max<uint32_t>(wm, 1)) % 32 == 0;
     const bool ssq_out = f.ssq.valid() && f.accumulate, in_sum = ssq_out || (f.silu_pairs && !silu_in_tile);
     if (in_sum && !coop_epilogue_fits(w))
       return errorf("vulkan matmul: rows of %lld values are too short for the ssq / silu fusions", (long long)w.cols);

@@ -22,14 +22,16 @@ const KernelDesc kRope{"rope", 3, sizeof(RopePush), 1u << 0, false, false};
 }  // namespace
 
 Status rmsnorm(CommandList& cl, const BufferSlice& y, const BufferSlice& x, const BufferSlice& w, int64_t rows,
-               int64_t dim, float eps) {
+               int64_t dim, float eps, bool y_bf16) {
   if (rows <= 0) return Status::Ok();
   if (dim <= 0 || !detail::fits_u32(rows * dim)) return errorf("vulkan rmsnorm: bad shape [%lld, %lld]", (long long)rows, (long long)dim);
   PENSIEVE_TRY(detail::need("rmsnorm", "x", x, uint64_t(rows * dim) * 4));
-  PENSIEVE_TRY(detail::need("rmsnorm", "y", y, uint64_t(rows * dim) * 4));
+  PENSIEVE_TRY(detail::need("rmsnorm", "y", y, uint64_t(rows * dim) * (y_bf16 ? 2 : 4)));
   PENSIEVE_TRY(detail::need("rmsnorm", "w", w, uint64_t(dim) * 4));
+  if (y_bf16 && (dim % 2 || (y.handle == x.handle && y.offset < x.offset + x.size && x.offset < y.offset + y.size)))
+    return errorf("vulkan rmsnorm: a bf16 y needs an even dim and its own memory (dim %lld)", (long long)dim);
   // 256 invocations: a 3072-wide row is 12 coalesced loads each; rows are the parallelism.
-  auto pipe = cl.context().pipelines().get(kRmsnorm, {256});
+  auto pipe = cl.context().pipelines().get(kRmsnorm, {256, y_bf16 ? 1u : 0u});
   if (!pipe.ok()) return std::move(pipe).take_error();
   if (uint64_t(rows) > cl.context().info().max_workgroup_count[0])
     return errorf("vulkan rmsnorm: %lld rows exceed the grid", (long long)rows);
