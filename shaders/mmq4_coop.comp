@@ -50,7 +50,9 @@
 // then their up rows, so that accumulator fragments i and i + FM / 2 pair element by element; FM
 // even, host-checked) before its output passes through the scratch (prefill).
 //
-// bf16 activations between the batched-decode projections (XBF, YBF, XG_OUT). Every row tile
+// bf16 activations between the projections (XBF, YBF, XG_OUT; prefill too: there rmsnorm.comp
+// writes the bf16 x of qkv and gate_up, XBF without NORM, and gate_up's in-tile silu output is
+// bf16 for down). Every row tile
 // re-reads its tokens' x from L2 (32 tokens x 3072 f32 columns, 384 KiB, for each of gate_up's
 // 256 row tiles: 4x the bytes of the weights), and the norm consumers also load G with every x
 // octet. So a producer of the residual stream (SSQ_OUT) can also write, with XG_OUT, y * G for

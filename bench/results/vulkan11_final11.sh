@@ -14,6 +14,6 @@ for m in phi3-mini phi4-mini; do
   PENSIEVE_VK_PIPELINE_STATS=1 timeout 240 $D/pensieve bench --model /tmp/$m --device vulkan --batch 1,4,16,20,32 --profile > $OUT/bench_$m.txt 2>&1
   grep -E "^(pp|tg|batched|read|device)" $OUT/bench_$m.txt
 done
-for r in 1 2; do for m in phi3-mini phi4-mini; do timeout 100 $D/pensieve bench --model /tmp/$m --device vulkan -p 512 -n 0 --no-probe >> $OUT/pp_again.txt 2>&1; done; done; grep pp512 $OUT/pp_again.txt
+for r in 1 2 3; do for m in phi3-mini phi4-mini; do timeout 100 $D/pensieve bench --model /tmp/$m --device vulkan -p 512 -n 0 --no-probe >> $OUT/pp_again.txt 2>&1; done; done; grep pp512 $OUT/pp_again.txt
 timeout 250 python3 bench/bench_server.py --bin $D/pensieve --model /tmp/phi3-mini --device vulkan --tokens 256 --soak-requests 5 --out $OUT/server.jsonl > $OUT/server.txt 2>&1
 tail -25 $OUT/server.txt
