@@ -591,7 +591,8 @@ Status VulkanForward::record(CommandList& cl, const Shape& s) {
   const int hd = c_.head_dim, rot = c_.rope.rot_dim;
   const bool fuse_rope = !layers_.empty() && hd % 4 == 0 && (hd - rot) % 4 == 0 &&
                          ops::matmul_fuses(*ctx_, H, T, layers_[0].qkv[0], precision_, true);
-  // Prefill's tensor-core gate_up (no split) writes silu(gate) * up from its fragments.
+  // (Last clause: prefill's tensor-core gate_up, without a split, writes silu(gate) * up from its
+  // fragments.)
   const bool fuse_silu = !layers_.empty() && F % 4 == 0 &&
                          ((ops::matmul_fuses(*ctx_, H, T, layers_[0].gate_up[0], precision_, false) &&
                            std::string(ops::matmul_kernel(*ctx_, F, T, layers_[0].down, precision_)) == "matvec") ||

@@ -699,8 +699,8 @@ TEST(VulkanRuntime, RmsnormBf16Output) {
 // The same chain with bf16 activations between the projections (batched decode's o_proj ->
 // gate_up -> down): the producer also writes bf16(y * g) for the next norm, gate_up reads it and
 // writes silu(gate) * up as bf16, down reads that. Checked against the separate f32 ops, at token
-// counts of the decode tiles (16, 32, 64 tokens) and of prefill's 128 x 128 (the model fuses only
-// in batched decode; the ops take any token count).
+// counts of the decode tiles (16, 32, 64 tokens) and of prefill's 128 x 128 (the model runs this
+// chain, norm fusion included, only in batched decode; the ops take any token count).
 TEST(VulkanRuntime, CoopBf16ActivationsMatchSeparateOps) {
   auto ctxs = contexts();
   int ran = 0;

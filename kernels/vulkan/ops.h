@@ -112,7 +112,7 @@ struct MatmulFusion {
   // receives each token's sums of squares of the new y per row tile ([n][coop_ssq_row(rows,
   // n)]); with norm, x is normalised from the sums in ssq (written by such a producer of x).
   BufferSlice ssq{};
-  // bf16 activations between those matmuls (batched decode; why in shaders/mmq4_coop.comp):
+  // bf16 activations between those matmuls (batched decode and prefill; why in shaders/mmq4_coop.comp):
   // x_bf16: x is bf16 [n, ldx] (ldx a multiple of 8), with norm already times the norm weight as
   // xg below writes it; y_bf16 (with silu_pairs): y is written as bf16; xg (a producer: accumulate
   // with ssq): y * xg_norm (the next rmsnorm's weight) is also written to xg as bf16 [n, ldy].
