@@ -3,9 +3,8 @@
 // k, v and p, f32 scores, softmax state and output sums:
 //   out[q, h] = sum_j softmax_j(scale * q.k_j) v_j over the visible keys j of query q.
 //
-// A workgroup of NSG subgroups takes 16 queries of one sequence and head (grid: x = query tiles,
-// y = query heads, z = sequences); subgroup w walks every NSG-th cache block (16 keys) the queries
-// can see, starting at the w-th, with its own softmax state, and the NSG partial results are
+// A workgroup of NSG subgroups takes 16 queries of one sequence and head (grid: see main());
+// subgroup w walks every NSG-th cache block (16 keys) the queries can see, starting at the w-th, with its own softmax state, and the NSG partial results are
 // merged at the end (below). One block's work is a chain of dependent steps (loads, two products,
 // the softmax through shared memory): with one subgroup, the query tiles at the end of a long
 // prompt walked every block in sequence while the GPU had room for more. A block's 16 rows of one
@@ -73,9 +72,13 @@ shared vec2 mls[NSG * 16u];        // per row: m and l at the end
 
 void main() {
   const uint tid = gl_LocalInvocationID.x, sg = gl_SubgroupID, lane = gl_SubgroupInvocationID;
-  const uint h = gl_WorkGroupID.y, seq = gl_WorkGroupID.z;
+  // Grid x = query heads, y = query tiles counted from the last, z = sequences: the tiles at the end
+  // of a prompt, which walk the most key blocks, are launched first (not last, behind the short
+  // ones), and the GPU's tail is short tiles.
+  const uint h = gl_WorkGroupID.x, seq = gl_WorkGroupID.z;
+  const uint tile = gl_NumWorkGroups.y - 1u - gl_WorkGroupID.y;
   const ivec4 meta = Meta[seq];
-  const uint q_lo = gl_WorkGroupID.x * 16u;
+  const uint q_lo = tile * 16u;
   if (q_lo >= uint(meta.y)) return;  // uniform
   const uint nq = min(16u, uint(meta.y) - q_lo);
   const uint qrow0 = uint(meta.x) + q_lo, pos_lo = uint(meta.z) + q_lo, toff = uint(meta.w);

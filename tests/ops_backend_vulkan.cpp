@@ -5,8 +5,9 @@
 // vulkan_ops_backends() lists every Vulkan device, CPU implementations (lavapipe) included;
 // PENSIEVE_VK_DEVICE=N keeps only vulkan:N, PENSIEVE_VK_DEVICE=none none. Devices with subgroup
 // arithmetic appear twice: with subgroup reductions and with the shared-memory fallback ("-nosg"),
-// so both shader variants run the same cases; devices with NV cooperative matrices a third time
-// ("-flash"), their prefill attention on the tensor-core kernel (shaders/attn_flash.comp).
+// so both shader variants run the same cases; devices with NV cooperative matrices a third and a
+// fourth time, their prefill attention on the tensor-core kernels: 16-query tiles ("-flash",
+// shaders/attn_flash.comp) and wide tiles ("-flashwide", attn_flash_wide.comp).
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -26,7 +27,7 @@ using vulkan::MemoryKind;
 
 class VulkanOpsBackend : public OpsBackend {
  public:
-  VulkanOpsBackend(std::unique_ptr<Context> ctx, std::unique_ptr<CommandList> cl, std::string name, bool flash)
+  VulkanOpsBackend(std::unique_ptr<Context> ctx, std::unique_ptr<CommandList> cl, std::string name, int flash)
       : ctx_(std::move(ctx)), cl_(std::move(cl)), name_(std::move(name)), flash_(flash) {}
   std::string name() const override { return name_; }
 
@@ -91,7 +92,9 @@ class VulkanOpsBackend : public OpsBackend {
     if (!scratch.ok()) return fail("attention", scratch.error());
     const bool flash = flash_ && max_n_q > 4 && vulkan::ops::flash_attention_supported(*ctx_, gkv, p);
     return run("attention", [&] {
-      if (flash) return vulkan::ops::flash_attention(*cl_, bo->whole(), bq->whole(), gs, gkv, p);
+      if (flash)
+        return vulkan::ops::flash_attention(*cl_, bo->whole(), bq->whole(), gs, gkv, p,
+                                            flash_ == 2 ? vulkan::ops::FlashTiles::wide : vulkan::ops::FlashTiles::narrow);
       return vulkan::ops::attention(*cl_, bo->whole(), bq->whole(), gs, gkv, p, scratch->whole());
     }) && get(out, *bo, o_bytes);
   }
@@ -156,10 +159,10 @@ class VulkanOpsBackend : public OpsBackend {
   std::unique_ptr<Context> ctx_;
   std::unique_ptr<CommandList> cl_;
   std::string name_;
-  bool flash_;  // prefill attention on the tensor-core kernel where it applies
+  int flash_;  // prefill attention on the tensor-core kernel where it applies: 1 narrow tiles, 2 wide
 };
 
-std::unique_ptr<OpsBackend> make_backend(int index, bool subgroups, const std::string& label, bool flash = false) {
+std::unique_ptr<OpsBackend> make_backend(int index, bool subgroups, const std::string& label, int flash = 0) {
   vulkan::ContextOptions opt;
   opt.device = "vulkan:" + std::to_string(index);
   opt.allow_cpu_device = true;
@@ -195,7 +198,9 @@ std::vector<std::unique_ptr<OpsBackend>> vulkan_ops_backends() {
     if (d.subgroup_arithmetic)
       if (auto b = make_backend(d.index, false, label + " -nosg")) out.push_back(std::move(b));
     if (d.coopmat_nv_f16_16x16x16)
-      if (auto b = make_backend(d.index, true, label + " -flash")) out.push_back(std::move(b));
+      if (auto b = make_backend(d.index, true, label + " -flash", 1)) out.push_back(std::move(b));
+    if (d.coopmat_nv_f16_16x16x16)
+      if (auto b = make_backend(d.index, true, label + " -flashwide", 2)) out.push_back(std::move(b));
   }
   return out;
 }

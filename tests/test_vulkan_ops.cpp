@@ -355,11 +355,13 @@ TEST(VulkanOps, AttentionPrefill) {
       {{{0, 19}, {100, 6}}, 2, 2, 256, 8, 0, DType::f32},
       {{{50, 70}}, 3, 1, 80, 32, 0, DType::f16},
       {{{0, 100}, {20, 37}}, 4, 2, 64, 16, 0, DType::f16, 6.0f},  // scores ~N(0, 6^2)
+      {{{0, 150}, {40, 70}}, 4, 2, 96, 16, 0, DType::f16},        // several 64-query tiles
+      {{{10, 130}}, 2, 1, 128, 16, 40, DType::f16},               // ... with a window
   };
   int i = 100;
   for (auto& b : backends())
     for (const AttnCase& c : cases) {
-      SCOPED_TRACE(b->name() + " case " + std::to_string(i % 6));
+      SCOPED_TRACE(b->name() + " case " + std::to_string(i % 8));
       check_attention(*b, c, uint32_t(++i));
     }
 }

@@ -160,12 +160,14 @@ uint64_t attention_scratch_bytes(const Context& ctx, const GpuSeqs& s, const Gpu
 Status attention(CommandList& cl, const BufferSlice& out, const BufferSlice& q, const GpuSeqs& s,
                  const GpuKv& kv, const AttnParams& p, const BufferSlice& scratch);
 
-// The same attention for prefill chunks on tensor cores (shaders/attn_flash.comp: f16 q, k, v and
-// probabilities, f32 scores and sums; Precision::fast only). flash_attention_supported() says
-// whether this device, cache layout and shape can run it.
+// The same attention for prefill chunks on tensor cores (f16 q, k, v and probabilities, f32 scores
+// and sums; Precision::fast only): 16-query tiles (shaders/attn_flash.comp) or 64-query tiles that
+// share staged K / V (attn_flash_wide.comp), chosen by the grid's size unless `tiles` says.
+// flash_attention_supported() says whether this device, cache layout and shape can run it.
+enum class FlashTiles { automatic, narrow, wide };
 bool flash_attention_supported(const Context& ctx, const GpuKv& kv, const AttnParams& p);
 Status flash_attention(CommandList& cl, const BufferSlice& out, const BufferSlice& q, const GpuSeqs& s,
-                       const GpuKv& kv, const AttnParams& p);
+                       const GpuKv& kv, const AttnParams& p, FlashTiles tiles = FlashTiles::automatic);
 
 // The decoder's RoPE + KV store in one pass: rotate-half RoPE (cos/sin [n, rot_dim / 2]) on the
 // q heads of qkv [n, stride] in place, and the roped k heads and the v heads written to the cache

@@ -1,6 +1,6 @@
 // attention: split-K decode (shaders/attn_decode.comp + attn_combine.comp) or tiled prefill
 // (shaders/attn_prefill.comp), chosen by the largest query count per sequence; flash_attention:
-// the tensor-core prefill (shaders/attn_flash.comp).
+// the tensor-core prefill (shaders/attn_flash.comp, attn_flash_wide.comp).
 #include <cstdio>
 #include <cstdlib>
 
@@ -37,6 +37,8 @@ static_assert(sizeof(PrefillPush) <= 128);
 const KernelDesc kPrefill{"attn_prefill", 6, sizeof(PrefillPush), 1u << 5, false, false};
 // Tensor-core prefill (same bindings and push constants).
 const KernelDesc kFlash{"attn_flash", 6, sizeof(PrefillPush), 1u << 5, false, true};
+// The same with wide query tiles sharing staged K / V blocks (same bindings and push constants).
+const KernelDesc kFlashWide{"attn_flash_wide", 6, sizeof(PrefillPush), 1u << 5, false, true};
 
 constexpr uint32_t kWg = 128;
 
@@ -181,10 +183,19 @@ Status attention(CommandList& cl, const BufferSlice& out, const BufferSlice& q, 
                      uint32_t(s.n_seqs));
 }
 
-// Subgroups per query tile of the tensor-core prefill (see flash_attention). Measured on the H200
-// (pp512, bench/RESULTS.md phase 11): attention per step 2.70 / 2.33 / 2.51 ms with 1 / 2 / 4 for
-// Phi-3-mini, 3.17 / 2.31 / 2.43 for Phi-4-mini.
+// Subgroups per query tile of the tensor-core prefill's narrow kernel (attn_flash.comp). Measured on
+// the H200 (pp512, bench/RESULTS.md phase 11): attention per step 2.70 / 2.33 / 2.51 ms with 1 / 2 /
+// 4 for Phi-3-mini, 3.17 / 2.31 / 2.43 for Phi-4-mini.
 constexpr uint32_t kFlashSubgroups = 2;
+// 16-query subgroups per workgroup of the wide kernel (attn_flash_wide.comp). Measured on the H200
+// (bench/RESULTS.md phase 12): 4 against 2, Phi-3-mini pp2048 6.5 / 11.8 ms of attention per step,
+// Phi-4-mini 6.7 / 9.9; 8 do not fit in 48 KiB of shared memory.
+constexpr uint32_t kFlashWideSubgroups = 4;
+
+uint64_t flash_wide_shared_bytes(int head_dim, uint32_t nsg) {
+  const uint64_t q_rows = 16ull * head_dim * 2, kv_block = 16ull * (head_dim + 8) * 2;  // padded rows
+  return nsg * q_rows + 4 * kv_block + nsg * (1280 + 768 + 1024 + 64);  // + per-subgroup scratch
+}
 
 bool flash_attention_supported(const Context& ctx, const GpuKv& kv, const AttnParams& p) {
   const int hd = kv.head_dim;
@@ -195,7 +206,7 @@ bool flash_attention_supported(const Context& ctx, const GpuKv& kv, const AttnPa
 }
 
 Status flash_attention(CommandList& cl, const BufferSlice& out, const BufferSlice& q, const GpuSeqs& s,
-                       const GpuKv& kv, const AttnParams& p) {
+                       const GpuKv& kv, const AttnParams& p, FlashTiles tiles) {
   Context& ctx = cl.context();
   if (s.n_seqs == 0 || s.max_n_q == 0) return Status::Ok();
   PENSIEVE_TRY(check(ctx, s, kv, p));
@@ -204,24 +215,51 @@ Status flash_attention(CommandList& cl, const BufferSlice& out, const BufferSlic
   PrefillPush pc{uint32_t(p.n_heads), uint32_t(p.n_heads / kv.n_kv_heads), uint32_t(kv.block_size),
                  uint32_t(kv.block_stride), uint32_t(kv.head_stride), uint32_t(p.q_stride), uint32_t(p.out_stride),
                  uint32_t(p.window), p.scale};
-  // Subgroups per query tile (each walks every nsg-th key block; shaders/attn_flash.comp), within
-  // the shared memory: PENSIEVE_VK_FLASH_SG overrides (tuning runs).
-  static const uint32_t env_nsg = [] {
-    const char* e = std::getenv("PENSIEVE_VK_FLASH_SG");
-    return e ? uint32_t(std::atoi(e)) : 0u;
+  const DeviceInfo& info = ctx.info();
+  // Wide tiles where their grid has a workgroup for every multiprocessor (H200, phase 12: from
+  // 512-token chunks of Phi-3 and Phi-4 on they are faster, at 7,680 keys 28 ms against 46 per
+  // Phi-4 step; at 64-256 queries, 32-128 workgroups, the narrow kernel is as fast or faster).
+  // Without a reported count: 128. PENSIEVE_VK_FLASH_WIDE=0|1 forces either (tuning runs).
+  static const int env_wide = [] {
+    const char* e = std::getenv("PENSIEVE_VK_FLASH_WIDE");
+    return e && *e ? std::atoi(e) : -1;
   }();
-  uint32_t nsg = env_nsg ? env_nsg : kFlashSubgroups;
-  const auto smem = [&](uint32_t n) {
-    return uint64_t(16) * kv.head_dim * 2 + n * (uint64_t(16) * 16 * 4 + 16 * 16 * 2 + 16ull * kv.head_dim * 4 + 16 * 12);
-  };
-  while (nsg > 1 && smem(nsg) > ctx.info().max_shared_memory) nsg /= 2;
-  if (nsg < 1 || nsg > 8) return errorf("vulkan attention: %u subgroups per query tile (1..8)", nsg);
-  auto pipe = ctx.pipelines().get(kFlash, {uint32_t(kv.head_dim), nsg, 32 * nsg});
+  const uint32_t wnsg = kFlashWideSubgroups;
+  const bool wide_fits = flash_wide_shared_bytes(kv.head_dim, wnsg) <= info.max_shared_memory;
+  const uint64_t wide_groups = detail::ceil_div(uint64_t(s.max_n_q), 16 * wnsg) * p.n_heads * s.n_seqs;
+  bool wide = tiles == FlashTiles::wide ||
+              (tiles == FlashTiles::automatic && wide_groups >= (info.sm_count ? info.sm_count : 128u));
+  if (tiles == FlashTiles::automatic && env_wide >= 0) wide = env_wide > 0;
+  if (wide && !wide_fits) {
+    if (tiles == FlashTiles::wide)
+      return errorf("vulkan attention: wide tiles need %llu bytes of shared memory, the device has %u",
+                    (unsigned long long)flash_wide_shared_bytes(kv.head_dim, wnsg), info.max_shared_memory);
+    wide = false;
+  }
+
+  uint32_t nsg = wnsg;
+  if (!wide) {
+    // Subgroups per query tile (each walks every nsg-th key block; shaders/attn_flash.comp), within
+    // the shared memory: PENSIEVE_VK_FLASH_SG overrides (tuning runs).
+    static const uint32_t env_nsg = [] {
+      const char* e = std::getenv("PENSIEVE_VK_FLASH_SG");
+      return e ? uint32_t(std::atoi(e)) : 0u;
+    }();
+    nsg = env_nsg ? env_nsg : kFlashSubgroups;
+    const auto smem = [&](uint32_t n) {
+      return uint64_t(16) * kv.head_dim * 2 + n * (uint64_t(16) * 16 * 4 + 16 * 16 * 2 + 16ull * kv.head_dim * 4 + 16 * 12);
+    };
+    while (nsg > 1 && smem(nsg) > info.max_shared_memory) nsg /= 2;
+    if (nsg < 1 || nsg > 8) return errorf("vulkan attention: %u subgroups per query tile (1..8)", nsg);
+  }
+  auto pipe = ctx.pipelines().get(wide ? kFlashWide : kFlash, {uint32_t(kv.head_dim), nsg, 32 * nsg});
   if (!pipe.ok()) return std::move(pipe).take_error();
-  const uint64_t gx = detail::ceil_div(uint64_t(s.max_n_q), 16);
-  if (gx > ctx.info().max_workgroup_count[0] || uint64_t(s.n_seqs) > ctx.info().max_workgroup_count[2])
+  // Grid: x = query heads, y = query tiles (the shader takes the last first), z = sequences.
+  const uint64_t gy = detail::ceil_div(uint64_t(s.max_n_q), wide ? 16 * nsg : 16);
+  if (uint64_t(p.n_heads) > info.max_workgroup_count[0] || gy > info.max_workgroup_count[1] ||
+      uint64_t(s.n_seqs) > info.max_workgroup_count[2])
     return errorf("vulkan attention: grid too large");
-  return cl.dispatch(**pipe, {q, kv.k, kv.v, s.meta, s.tables, out}, pc, uint32_t(gx), uint32_t(p.n_heads),
+  return cl.dispatch(**pipe, {q, kv.k, kv.v, s.meta, s.tables, out}, pc, uint32_t(p.n_heads), uint32_t(gy),
                      uint32_t(s.n_seqs));
 }
 
