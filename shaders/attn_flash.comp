@@ -4,10 +4,11 @@
 //   out[q, h] = sum_j softmax_j(scale * q.k_j) v_j over the visible keys j of query q.
 //
 // A workgroup of NSG subgroups takes 16 queries of one sequence and head (grid: see main());
-// subgroup w walks every NSG-th cache block (16 keys) the queries can see, starting at the w-th, with its own softmax state, and the NSG partial results are
-// merged at the end (below). One block's work is a chain of dependent steps (loads, two products,
-// the softmax through shared memory): with one subgroup, the query tiles at the end of a long
-// prompt walked every block in sequence while the GPU had room for more. A block's 16 rows of one
+// subgroup w walks every NSG-th cache block (16 keys) the queries can see, starting at the w-th,
+// with its own softmax state, and the NSG partial results are merged at the end (below). One
+// block's work is a chain of dependent steps (loads, two products, the softmax through shared
+// memory): with one subgroup, the query tiles at the end of a long prompt walked every block in
+// sequence while the GPU had room for more. A block's 16 rows of one
 // kv head are contiguous in the cache (kernels.h KvLayer), so its K and V are loaded straight into
 // fragments, all of them before any arithmetic on the block (and the subgroup's next block's table
 // entry with them):

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "kernels/vulkan/ops.h"
@@ -27,7 +28,8 @@ using vulkan::MemoryKind;
 
 class VulkanOpsBackend : public OpsBackend {
  public:
-  VulkanOpsBackend(std::unique_ptr<Context> ctx, std::unique_ptr<CommandList> cl, std::string name, int flash)
+  VulkanOpsBackend(std::unique_ptr<Context> ctx, std::unique_ptr<CommandList> cl, std::string name,
+                   std::optional<vulkan::ops::FlashTiles> flash)
       : ctx_(std::move(ctx)), cl_(std::move(cl)), name_(std::move(name)), flash_(flash) {}
   std::string name() const override { return name_; }
 
@@ -92,9 +94,7 @@ class VulkanOpsBackend : public OpsBackend {
     if (!scratch.ok()) return fail("attention", scratch.error());
     const bool flash = flash_ && max_n_q > 4 && vulkan::ops::flash_attention_supported(*ctx_, gkv, p);
     return run("attention", [&] {
-      if (flash)
-        return vulkan::ops::flash_attention(*cl_, bo->whole(), bq->whole(), gs, gkv, p,
-                                            flash_ == 2 ? vulkan::ops::FlashTiles::wide : vulkan::ops::FlashTiles::narrow);
+      if (flash) return vulkan::ops::flash_attention(*cl_, bo->whole(), bq->whole(), gs, gkv, p, *flash_);
       return vulkan::ops::attention(*cl_, bo->whole(), bq->whole(), gs, gkv, p, scratch->whole());
     }) && get(out, *bo, o_bytes);
   }
@@ -159,10 +159,11 @@ class VulkanOpsBackend : public OpsBackend {
   std::unique_ptr<Context> ctx_;
   std::unique_ptr<CommandList> cl_;
   std::string name_;
-  int flash_;  // prefill attention on the tensor-core kernel where it applies: 1 narrow tiles, 2 wide
+  std::optional<vulkan::ops::FlashTiles> flash_;  // prefill attention on the tensor-core kernels where they apply
 };
 
-std::unique_ptr<OpsBackend> make_backend(int index, bool subgroups, const std::string& label, int flash = 0) {
+std::unique_ptr<OpsBackend> make_backend(int index, bool subgroups, const std::string& label,
+                                         std::optional<vulkan::ops::FlashTiles> flash = std::nullopt) {
   vulkan::ContextOptions opt;
   opt.device = "vulkan:" + std::to_string(index);
   opt.allow_cpu_device = true;
@@ -197,10 +198,11 @@ std::vector<std::unique_ptr<OpsBackend>> vulkan_ops_backends() {
     if (auto b = make_backend(d.index, true, label)) out.push_back(std::move(b));
     if (d.subgroup_arithmetic)
       if (auto b = make_backend(d.index, false, label + " -nosg")) out.push_back(std::move(b));
-    if (d.coopmat_nv_f16_16x16x16)
-      if (auto b = make_backend(d.index, true, label + " -flash", 1)) out.push_back(std::move(b));
-    if (d.coopmat_nv_f16_16x16x16)
-      if (auto b = make_backend(d.index, true, label + " -flashwide", 2)) out.push_back(std::move(b));
+    if (d.coopmat_nv_f16_16x16x16) {
+      using vulkan::ops::FlashTiles;
+      if (auto b = make_backend(d.index, true, label + " -flash", FlashTiles::narrow)) out.push_back(std::move(b));
+      if (auto b = make_backend(d.index, true, label + " -flashwide", FlashTiles::wide)) out.push_back(std::move(b));
+    }
   }
   return out;
 }

@@ -224,20 +224,20 @@ Status flash_attention(CommandList& cl, const BufferSlice& out, const BufferSlic
     const char* e = std::getenv("PENSIEVE_VK_FLASH_WIDE");
     return e && *e ? std::atoi(e) : -1;
   }();
-  const uint32_t wnsg = kFlashWideSubgroups;
-  const bool wide_fits = flash_wide_shared_bytes(kv.head_dim, wnsg) <= info.max_shared_memory;
-  const uint64_t wide_groups = detail::ceil_div(uint64_t(s.max_n_q), 16 * wnsg) * p.n_heads * s.n_seqs;
-  bool wide = tiles == FlashTiles::wide ||
-              (tiles == FlashTiles::automatic && wide_groups >= (info.sm_count ? info.sm_count : 128u));
-  if (tiles == FlashTiles::automatic && env_wide >= 0) wide = env_wide > 0;
-  if (wide && !wide_fits) {
+  bool wide = tiles == FlashTiles::wide;
+  if (tiles == FlashTiles::automatic) {
+    const uint64_t groups = detail::ceil_div(uint64_t(s.max_n_q), 16 * kFlashWideSubgroups) * p.n_heads * s.n_seqs;
+    wide = env_wide >= 0 ? env_wide > 0 : groups >= (info.sm_count ? info.sm_count : 128u);
+  }
+  const uint64_t wide_smem = flash_wide_shared_bytes(kv.head_dim, kFlashWideSubgroups);
+  if (wide && wide_smem > info.max_shared_memory) {
     if (tiles == FlashTiles::wide)
       return errorf("vulkan attention: wide tiles need %llu bytes of shared memory, the device has %u",
-                    (unsigned long long)flash_wide_shared_bytes(kv.head_dim, wnsg), info.max_shared_memory);
+                    (unsigned long long)wide_smem, info.max_shared_memory);
     wide = false;
   }
 
-  uint32_t nsg = wnsg;
+  uint32_t nsg = kFlashWideSubgroups;
   if (!wide) {
     // Subgroups per query tile (each walks every nsg-th key block; shaders/attn_flash.comp), within
     // the shared memory: PENSIEVE_VK_FLASH_SG overrides (tuning runs).
