@@ -229,7 +229,15 @@ int cmd_bench(int argc, char** argv) {
 #endif
   if (!no_probe && bw.best_gbs == 0) bw = read_bandwidth(m.pool());
 
-  std::vector<double> pp_tps, tg_tps;
+  std::vector<double> pp_tps, tg_tps, tg_gpu_ms;  // tg_gpu_ms: GPU time per token (Vulkan)
+  StepHook gpu_time = nullptr;
+  double gpu_sum = 0;
+#ifdef PENSIEVE_HAS_VULKAN
+  if (auto* vf = dynamic_cast<VulkanForward*>(&m.forward()))
+    gpu_time = [&gpu_sum, vf](bool decode) {
+      if (auto ms = vf->last_gpu_ms(); ms.ok() && decode) gpu_sum += *ms;
+    };
+#endif
   for (int r = 0; r < reps; ++r) {
     if (pp > 0) {
       auto t = run_sequences(m, 1, pp, 0, rng);
@@ -240,12 +248,14 @@ int cmd_bench(int argc, char** argv) {
       pp_tps.push_back(double(pp) / t->first);
     }
     if (tg > 0) {
-      auto t = run_sequences(m, 1, 0, tg, rng);
+      gpu_sum = 0;
+      auto t = run_sequences(m, 1, 0, tg, rng, gpu_time);
       if (!t) {
         std::fprintf(stderr, "pensieve bench: %s\n", t.error().c_str());
         return 1;
       }
       tg_tps.push_back(double(tg) / t->second);
+      if (gpu_time) tg_gpu_ms.push_back(gpu_sum / double(tg));
     }
   }
   nlohmann::ordered_json batched = nlohmann::ordered_json::array();
@@ -320,6 +330,7 @@ int cmd_bench(int argc, char** argv) {
       {"pp_tokens_per_s", median(pp_tps)},
       {"tg_tokens", tg},
       {"tg_tokens_per_s", tg_med},
+      {"tg_gpu_ms_per_token", median(tg_gpu_ms)},
       {"peak_rss_bytes", peak_rss_bytes()},
   };
   if (!no_probe) {
@@ -346,6 +357,10 @@ int cmd_bench(int argc, char** argv) {
     std::printf("tg%-5lld         %.2f tok/s", (long long)tg, tg_med);
     if (!no_probe) std::printf("  (weights at %.1f GB/s = %.0f%% of the probe)", double(weight_bytes) * tg_med / 1e9,
                                100.0 * double(weight_bytes) * tg_med / 1e9 / bw.best_gbs);
+    // What the GPU itself took per token against the wall clock: the rest is the host's
+    // round trip (inputs, submission, waiting for the fence, reading the result).
+    if (!tg_gpu_ms.empty())
+      std::printf("\n                GPU busy %.3f of %.3f ms per token", median(tg_gpu_ms), 1e3 / tg_med);
     std::printf("\n");
   }
   for (const auto& b : batched)

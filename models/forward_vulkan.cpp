@@ -312,6 +312,11 @@ Result<std::vector<vulkan::OpTime>> VulkanForward::last_profile() const {
   return last_->profile();
 }
 
+Result<double> VulkanForward::last_gpu_ms() const {
+  if (!last_) return errorf("vulkan: nothing submitted yet");
+  return last_->gpu_ms();
+}
+
 // ---- A step, host side ---------------------------------------------------------------------------
 
 Status VulkanForward::run(const std::vector<SeqChunk>& batch, float* logits) { return run_pieces(batch, logits, nullptr); }

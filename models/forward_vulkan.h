@@ -75,6 +75,8 @@ class VulkanForward : public Forward {
   void set_profiling(bool on);
   // The timings of the last submission (profiling on), labelled "<op>/<pipeline>".
   Result<std::vector<vulkan::OpTime>> last_profile() const;
+  // GPU time of the last submission (ms), profiling on or off.
+  Result<double> last_gpu_ms() const;
 
  private:
   // Keys per attention split: kAttnSplit, or PENSIEVE_VK_ATTN_SPLIT (a multiple of 128; tuning runs).

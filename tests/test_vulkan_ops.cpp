@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -848,7 +849,38 @@ TEST(VulkanRuntime, RecordedChainReplays) {
       ASSERT_EQ(prof->size(), 3u);
       EXPECT_EQ((*prof)[0].label.rfind("rmsnorm", 0), 0u);
       for (auto& t : *prof) EXPECT_GE(t.ms, 0.0);
+      auto ms = (*cl)->gpu_ms();
+      ASSERT_TRUE(ms.ok()) << ms.error();
+      EXPECT_GT(*ms, 0.0);
     }
+    // Without profiling: the same chain, the fence polled instead of waited on (the GPU default;
+    // lavapipe blocks unless PENSIEVE_VK_SPIN_US asks), gpu_ms() from the list's two timestamps.
+    setenv("PENSIEVE_VK_SPIN_US", "200000", 1);
+    auto plain = vulkan::CommandList::create(*ctx, false);
+    unsetenv("PENSIEVE_VK_SPIN_US");
+    ASSERT_TRUE(plain.ok());
+    ASSERT_TRUE((*plain)->begin().ok());
+    ASSERT_TRUE(vulkan::ops::rmsnorm(**plain, h, bx->whole(), bnw.whole(), n, dim, 1e-6f).ok());
+    ASSERT_TRUE(vulkan::ops::matmul(**plain, y, dim, h, dim, n, gw, Precision::exact).ok());
+    ASSERT_TRUE(vulkan::ops::add(**plain, y, bx->whole(), n * dim).ok());
+    ASSERT_TRUE((*plain)->copy(y, bout->whole()).ok());
+    ASSERT_TRUE((*plain)->end().ok());
+    EXPECT_FALSE((*plain)->gpu_ms().ok());  // nothing submitted yet
+    std::vector<float> first(size_t(n * dim)), again(first.size());
+    for (std::vector<float>* out : {&first, &again}) {
+      const auto t0 = std::chrono::steady_clock::now();
+      ASSERT_TRUE((*plain)->submit_and_wait().ok());
+      const double wall_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      bout->invalidate();
+      std::memcpy(out->data(), bout->mapped(), out->size() * 4);
+      if (ctx->info().timestamp_period_ns > 0) {
+        auto ms = (*plain)->gpu_ms();
+        ASSERT_TRUE(ms.ok()) << ms.error();
+        EXPECT_GT(*ms, 0.0);
+        EXPECT_LE(*ms, wall_ms);
+      }
+    }
+    EXPECT_EQ(0, std::memcmp(first.data(), again.data(), first.size() * 4));  // the same input, replayed
   }
 }
 

@@ -1,6 +1,7 @@
 #include "kernels/vulkan/command.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 
 #include "kernels/vulkan/device.h"
@@ -11,6 +12,7 @@ namespace pensieve::vulkan {
 // pools are chained when one runs out).
 static constexpr uint32_t kSetsPerPool = 512;
 static constexpr uint32_t kQueryCapacity = 8192;
+static constexpr int kSpinUs = 10000;  // see init()
 
 Result<std::unique_ptr<CommandList>> CommandList::create(Context& ctx) { return create(ctx, ctx.options().profile); }
 
@@ -33,14 +35,23 @@ Status CommandList::init(bool profile) {
   PENSIEVE_VK_CHECK(vk.vkAllocateCommandBuffers(ctx_.device(), &ai, &cb_));
   VkFenceCreateInfo fci{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
   PENSIEVE_VK_CHECK(vk.vkCreateFence(ctx_.device(), &fci, nullptr, &fence_));
-  profiling_ = profile && ctx_.info().timestamp_period_ns > 0;
-  if (profiling_) {
+  // Without profiling, two timestamps (start and end of the list) still time each submission.
+  const bool timestamps = ctx_.info().timestamp_period_ns > 0;
+  profiling_ = profile && timestamps;
+  if (timestamps) {
     VkQueryPoolCreateInfo qci{VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO};
     qci.queryType = VK_QUERY_TYPE_TIMESTAMP;
-    qci.queryCount = kQueryCapacity;
+    qci.queryCount = profiling_ ? kQueryCapacity : 2;
     PENSIEVE_VK_CHECK(vk.vkCreateQueryPool(ctx_.device(), &qci, nullptr, &queries_));
-    query_capacity_ = kQueryCapacity;
+    query_capacity_ = qci.queryCount;
   }
+  // wait() polls the fence before it blocks: a blocking wait sleeps, and waking the thread costs
+  // ~0.1 ms per submission (8% of a one-token decode step on the H200, bench/RESULTS.md phase 13).
+  // Up to kSpinUs, so a short step returns as soon as the GPU is done while a long one (a prefill
+  // chunk, tens of ms) still sleeps after that; never on a CPU device (lavapipe), whose threads
+  // need the cores the poll would take. PENSIEVE_VK_SPIN_US sets the limit (0: block at once).
+  spin_us_ = ctx_.info().type == VK_PHYSICAL_DEVICE_TYPE_CPU ? 0 : kSpinUs;
+  if (const char* e = std::getenv("PENSIEVE_VK_SPIN_US")) spin_us_ = std::max(0, std::atoi(e));
   return Status::Ok();
 }
 
@@ -84,7 +95,7 @@ Status CommandList::begin() {
   recording_ = true;
   // Writes of the previous submission (and of the host) are visible to this one.
   full_barrier(vk, cb_);
-  if (profiling_) {
+  if (queries_) {
     vk.vkCmdResetQueryPool(cb_, queries_, 0, query_capacity_);
     vk.vkCmdWriteTimestamp(cb_, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, queries_, 0);
   }
@@ -244,6 +255,7 @@ Status CommandList::end() {
   if (!recording_) return errorf("vulkan: end() without begin()");
   // Results visible to the host once the fence signals.
   full_barrier(ctx_.vk(), cb_, VK_PIPELINE_STAGE_HOST_BIT, VK_ACCESS_HOST_READ_BIT);
+  if (queries_ && !profiling_) ctx_.vk().vkCmdWriteTimestamp(cb_, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, queries_, 1);
   recording_ = false;
   PENSIEVE_VK_CHECK(ctx_.vk().vkEndCommandBuffer(cb_));
   recorded_ = true;
@@ -264,7 +276,13 @@ Status CommandList::submit() {
 Status CommandList::wait() {
   if (!pending_) return Status::Ok();
   const VkApi& vk = ctx_.vk();
-  VkResult r = vk.vkWaitForFences(ctx_.device(), 1, &fence_, VK_TRUE, UINT64_MAX);
+  VkResult r = VK_NOT_READY;
+  if (spin_us_ > 0) {  // poll first (see init())
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spin_us_);
+    do r = vk.vkGetFenceStatus(ctx_.device(), fence_);
+    while (r == VK_NOT_READY && std::chrono::steady_clock::now() < until);
+  }
+  if (r == VK_NOT_READY) r = vk.vkWaitForFences(ctx_.device(), 1, &fence_, VK_TRUE, UINT64_MAX);
   pending_ = false;
   vk.vkResetFences(ctx_.device(), 1, &fence_);
   if (r != VK_SUCCESS) return errorf("vulkan: waiting for the GPU: %s", vk_result_name(r));
@@ -274,6 +292,17 @@ Status CommandList::wait() {
 Status CommandList::submit_and_wait() {
   PENSIEVE_TRY(submit());
   return wait();
+}
+
+Result<double> CommandList::gpu_ms() const {
+  if (!queries_) return errorf("vulkan: the device has no timestamps");
+  if (pending_ || !recorded_) return errorf("vulkan: gpu_ms() needs a completed submission");
+  const uint32_t last = profiling_ ? uint32_t(std::min<size_t>(labels_.size(), query_capacity_ - 1)) : 1;
+  uint64_t t0 = 0, t1 = 0;
+  const VkApi& vk = ctx_.vk();
+  PENSIEVE_VK_CHECK(vk.vkGetQueryPoolResults(ctx_.device(), queries_, 0, 1, 8, &t0, 8, VK_QUERY_RESULT_64_BIT));
+  PENSIEVE_VK_CHECK(vk.vkGetQueryPoolResults(ctx_.device(), queries_, last, 1, 8, &t1, 8, VK_QUERY_RESULT_64_BIT));
+  return double(t1 - t0) * ctx_.info().timestamp_period_ns * 1e-6;
 }
 
 Result<std::vector<OpTime>> CommandList::profile() const {

@@ -13,7 +13,8 @@
 //   for each step: write inputs; cl->submit_and_wait();  read outputs
 //
 // With profiling on (ContextOptions::profile), a timestamp follows each dispatch and profile()
-// returns per-dispatch GPU times of the last submission (dispatches that overlap share time).
+// returns per-dispatch GPU times of the last submission (dispatches that overlap share time);
+// without it, gpu_ms() still gives the last submission's GPU time (two timestamps).
 #pragma once
 
 #include <cstdint>
@@ -73,6 +74,8 @@ class CommandList {
   // "" restores plain pipeline labels.
   void set_scope(const std::string& scope) { scope_ = scope; }
   Result<std::vector<OpTime>> profile() const;
+  // GPU time of the last submission, first command to last (timestamps; with or without profiling).
+  Result<double> gpu_ms() const;
   int dispatches() const { return int(labels_.size()); }
   int barriers() const { return barriers_; }
 
@@ -95,6 +98,7 @@ class CommandList {
   VkQueryPool queries_ = VK_NULL_HANDLE;
   uint32_t query_capacity_ = 0;
   bool profiling_ = false;
+  int spin_us_ = 0;  // wait() polls the fence this long (microseconds) before it blocks
   bool recording_ = false, recorded_ = false, pending_ = false;
   std::vector<Range> reads_, writes_;  // since the last barrier
   std::vector<std::string> labels_;

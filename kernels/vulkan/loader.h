@@ -94,6 +94,7 @@ namespace pensieve::vulkan {
   X(vkCreateFence)                     \
   X(vkDestroyFence)                    \
   X(vkResetFences)                     \
+  X(vkGetFenceStatus)                  \
   X(vkWaitForFences)
 
 // Device functions of optional extensions (null when absent).
