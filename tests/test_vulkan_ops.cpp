@@ -821,14 +821,15 @@ TEST(VulkanRuntime, RecordedChainReplays) {
     auto bout = vulkan::Buffer::create(*ctx, n * dim * 4, vulkan::MemoryKind::readback);
     ASSERT_TRUE(bx.ok() && bh.ok() && bout.ok());
     vulkan::BufferSlice h = bh->slice(0, n * dim * 4), y = bh->slice(n * dim * 4, n * dim * 4);
+    // out = matmul(rmsnorm(x)) + x
+    auto record = [&](vulkan::CommandList& c) {
+      return c.begin().ok() && vulkan::ops::rmsnorm(c, h, bx->whole(), bnw.whole(), n, dim, 1e-6f).ok() &&
+             vulkan::ops::matmul(c, y, dim, h, dim, n, gw, Precision::exact).ok() &&
+             vulkan::ops::add(c, y, bx->whole(), n * dim).ok() && c.copy(y, bout->whole()).ok() && c.end().ok();
+    };
     auto cl = vulkan::CommandList::create(*ctx);
     ASSERT_TRUE(cl.ok());
-    ASSERT_TRUE((*cl)->begin().ok());
-    ASSERT_TRUE(vulkan::ops::rmsnorm(**cl, h, bx->whole(), bnw.whole(), n, dim, 1e-6f).ok());
-    ASSERT_TRUE(vulkan::ops::matmul(**cl, y, dim, h, dim, n, gw, Precision::exact).ok());
-    ASSERT_TRUE(vulkan::ops::add(**cl, y, bx->whole(), n * dim).ok());
-    ASSERT_TRUE((*cl)->copy(y, bout->whole()).ok());
-    ASSERT_TRUE((*cl)->end().ok());
+    ASSERT_TRUE(record(**cl));
     EXPECT_GE((*cl)->barriers(), 2);  // rmsnorm -> matmul -> add each depend on the previous
     for (int step = 0; step < 2; ++step) {
       auto x = randn(rng, size_t(n * dim));
@@ -859,12 +860,7 @@ TEST(VulkanRuntime, RecordedChainReplays) {
     auto plain = vulkan::CommandList::create(*ctx, false);
     unsetenv("PENSIEVE_VK_SPIN_US");
     ASSERT_TRUE(plain.ok());
-    ASSERT_TRUE((*plain)->begin().ok());
-    ASSERT_TRUE(vulkan::ops::rmsnorm(**plain, h, bx->whole(), bnw.whole(), n, dim, 1e-6f).ok());
-    ASSERT_TRUE(vulkan::ops::matmul(**plain, y, dim, h, dim, n, gw, Precision::exact).ok());
-    ASSERT_TRUE(vulkan::ops::add(**plain, y, bx->whole(), n * dim).ok());
-    ASSERT_TRUE((*plain)->copy(y, bout->whole()).ok());
-    ASSERT_TRUE((*plain)->end().ok());
+    ASSERT_TRUE(record(**plain));
     EXPECT_FALSE((*plain)->gpu_ms().ok());  // nothing submitted yet
     std::vector<float> first(size_t(n * dim)), again(first.size());
     for (std::vector<float>* out : {&first, &again}) {
