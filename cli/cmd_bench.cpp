@@ -235,7 +235,8 @@ int cmd_bench(int argc, char** argv) {
 #ifdef PENSIEVE_HAS_VULKAN
   if (auto* vf = dynamic_cast<VulkanForward*>(&m.forward()))
     gpu_time = [&gpu_sum, vf](bool decode) {
-      if (auto ms = vf->last_gpu_ms(); ms.ok() && decode) gpu_sum += *ms;
+      if (!decode) return;
+      if (auto ms = vf->last_gpu_ms(); ms.ok()) gpu_sum += *ms;
     };
 #endif
   for (int r = 0; r < reps; ++r) {
