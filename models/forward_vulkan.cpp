@@ -251,7 +251,7 @@ Status VulkanForward::allocate() {
   const std::vector<Want> wants = {
       {&x_, uint64_t(T * H) * 4, MemoryKind::device, "activations"},
       {&xn_, uint64_t(T * H) * 4, MemoryKind::device, "activations"},
-      {&ssq_, uint64_t(T * vulkan::ops::coop_ssq_row(H, 1)) * 4, MemoryKind::device, "activations"},
+      {&ssq_, uint64_t(T * vulkan::ops::coop_ssq_row(H)) * 4, MemoryKind::device, "activations"},
       {&proj_, uint64_t(T * H) * 4, MemoryKind::device, "activations"},
       {&qkv_, uint64_t(T * c_.qkv_dim()) * 4, MemoryKind::device, "activations"},
       {&attn_, uint64_t(T * c_.q_dim()) * 4, MemoryKind::device, "activations"},
@@ -578,7 +578,7 @@ Status VulkanForward::record(CommandList& cl, const Shape& s) {
   const bool fuse_norm = !coop_fusion_off && T <= 64 && !layers_.empty() && coop(H, layers_[0].qkv[0]) &&
                          coop(c_.q_dim(), layers_[0].o) && coop(H, layers_[0].gate_up[0]) && coop(F, layers_[0].down) &&
                          ops::coop_epilogue_fits(layers_[0].o) && ops::coop_epilogue_fits(layers_[0].down);
-  const BufferSlice ssq = fuse_norm ? ssq_.slice(0, uint64_t(T * ops::coop_ssq_row(H, T)) * 4) : BufferSlice{};
+  const BufferSlice ssq = fuse_norm ? ssq_.slice(0, uint64_t(T * ops::coop_ssq_row(H)) * 4) : BufferSlice{};
   // With it, the activations between those projections travel as bf16 (shaders/mmq4_coop.comp):
   // o_proj and down also write the new residual stream times the next norm's weight to xg (in xn_,
   // unused on this path) for qkv and gate_up, and gate_up writes its silu(gate) * up as bf16 for

@@ -39,8 +39,8 @@
 // Norm fusion (batched decode: rmsnorm of the residual stream without its own dispatch). The
 // projections that add into the residual stream (o_proj, down: ACC = 1, SPLIT > 1) are its
 // producers: with SSQ_OUT the last workgroup of each tile also writes, per token, the sum of
-// squares of the tile's new y rows to SSQ[token][row tile] (rows padded with zeros to a multiple
-// of 4). A consumer (qkv, gate_up: NORM = 1) sums its tokens' SSQ rows in a fixed order, 4 tiles
+// squares of the tile's new y rows to SSQ[token][64-row group] (padded with zeros to a multiple
+// of 4 groups). A consumer (qkv, gate_up: NORM = 1) sums its tokens' SSQ rows in a fixed order, 4 groups
 // per load (deterministic), and stages x * inv_rms * G instead of x.
 //
 // SiLU fusion (gate_up, SILU = 1): W's rows are rows / 2 gate rows then their up rows; a tile
@@ -61,6 +61,19 @@
 // down (XBF). bf16 keeps f32's range (the residual stream can exceed f16's) and 8 bits of
 // mantissa: x is rounded to f16 for the tensor cores anyway, and the added error, 2^-8 relative
 // per element, is below the int8 blocks of the matvec's fast path (bench/RESULTS.md).
+//
+// AFRAG (module mmq4_frag; batched decode, 5-32 tokens): the weights never pass through shared
+// memory. The step above is a chain (load, dequantize into the shared tile, barrier, multiply,
+// barrier) with few loads in flight per multiprocessor, so at decode sizes the tiles read their
+// weights at 0.3-0.5 of 4.3 TB/s. In this variant every subgroup owns TM = 16 FM rows of the tile
+// (WM = NW, FM <= 2) and streams them on its own, 128 columns (KU = 4 units) per step: each lane
+// loads its rows' units DEPTH steps ahead and dequantizes them straight into the registers of A
+// fragments, whose element layout (implementation-defined) the host checks with coop_probe.comp
+// first. x (BN <= 32 tokens) passes through shared memory a step at a time, double-buffered: its
+// loads for step k + 1 are issued before step k's multiplies and stored after them, then one
+// barrier per step (the old tile loop: two, with the weights' dequantization in between). Its
+// columns are permuted within each step as the fragments take the weights'. The split-K epilogue
+// is the one above.
 #extension GL_GOOGLE_include_directive : require
 #extension GL_NV_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
@@ -110,7 +123,7 @@ layout(binding = 4) buffer Yh { uint YH[]; };  // YBF: bf16 pairs
 layout(binding = 5) coherent buffer Pb { float P[]; };   // SPLIT > 1: partial tiles
 layout(binding = 5) coherent buffer Pb4 { vec4 P4[]; };  // the same, 4 rows at a time
 layout(binding = 6) coherent buffer Cb { uint Cnt[]; };  // SPLIT > 1: arrivals per tile
-layout(binding = 7) buffer Qb { float SSQ[]; };          // [token][ssq_tiles rounded up to 4] sums of squares
+layout(binding = 7) buffer Qb { float SSQ[]; };          // [token][ssq_tiles rounded up to 4] sums of squares of 64 rows
 layout(binding = 7) buffer Qb4 { vec4 SSQ4[]; };         // the same, 4 tiles at a time
 layout(binding = 8) readonly buffer Gb4 { vec4 G4[]; };  // NORM: the rmsnorm weight (XG_OUT: the next one's)
 layout(binding = 9) writeonly buffer XGb { uint XG[]; };  // XG_OUT: bf16(y * G) pairs, [n][ldy]
@@ -119,14 +132,19 @@ layout(push_constant) uniform Push {
   uint rows, cols, n, ldx, ldy;
   uint row_words;
   uint groups_per_row;
-  uint ssq_tiles;  // row tiles of the SSQ rows (NORM: of the producer of x)
+  uint ssq_tiles;  // 64-row groups of the SSQ rows (NORM: of the producer of x's)
   float eps;       // NORM
 } pc;
 
 // f16 tiles as uvec4 (8 halves): the cooperative-matrix loads take element offsets and strides in
 // units of the array's element type; the dequantized rows are stored 16 bytes at a time.
+#ifdef AFRAG
+const uint SXS = 17u;  // x's shared row stride in uvec4: one 128-column step (+ 16 bytes)
+shared uvec4 Xs[2u * BN * SXS];  // two steps: the one multiplied and the next
+#else
 shared uvec4 Ws[BM * SK];
 shared uvec4 Xs[BN * SK];
+#endif
 shared float Cs[SPLIT == 1u ? NW * 256u : 1u];
 shared uint last_arrival;
 shared float inv_rms[NORM == 1u ? BN : 1u];
@@ -161,6 +179,18 @@ uint silu_row(uint i, uint g0, uint half_rows) {
   return j < TM / 2u ? g0 + b * (TM / 2u) + j : half_rows + g0 + b * (TM / 2u) + j - TM / 2u;
 }
 
+// NORM: inv_rms[i] = 1 / rms of token t0 + i (i = tid < BN) from its SSQ row.
+void tile_inv_rms(uint tid, uint t0) {
+  if (tid < BN) {
+    const uint t = min(t0 + tid, pc.n - 1u), nv = (pc.ssq_tiles + 3u) / 4u;
+    vec4 acc = vec4(0.0);
+    [[unroll]] for (uint j = 0u; j < 16u; ++j)
+      if (j < nv) acc += SSQ4[t * nv + j];
+    for (uint j = 16u; j < nv; ++j) acc += SSQ4[t * nv + j];
+    inv_rms[tid] = inversesqrt(((acc.x + acc.y) + (acc.z + acc.w)) / float(pc.cols) + pc.eps);
+  }
+}
+
 void main() {
   const uint tid = gl_LocalInvocationID.x;
   // Row blocks are folded over grid x and z (z * gridX + x) so huge outputs fit a 65535-wide x.
@@ -179,6 +209,152 @@ void main() {
   const uint steps = units / KU;  // the host keeps units a multiple of KU
   const uint k_begin = split * steps / SPLIT, k_end = (split + 1u) * steps / SPLIT;
 
+#define DECL_C(i, j) FRAG c##i##j = FRAG(0.0);
+  REP4X4(DECL_C)
+#ifdef AFRAG
+  // Weight fragments built in registers (see "AFRAG" above). Lane (g, lq) = (lane / 4, lane % 4)
+  // holds rows g and g + 8 of each of its FM fragments and reads unit lq (16 bytes, 32 columns) of
+  // each 128-column step of those rows: 4 lanes read one row's 64 contiguous bytes.
+  const uint g = lane / 4u, lq = lane % 4u;
+  uint wra[2], wrb[2];  // the weight rows of fragment f (clamped: rows beyond are never stored)
+  [[unroll]] for (uint f = 0u; f < 2u; ++f) {
+    wra[f] = min(row_of(wm * TM + 16u * f + g), pc.rows - 1u);
+    wrb[f] = min(row_of(wm * TM + 16u * f + g + 8u), pc.rows - 1u);
+  }
+  // DEPTH register sets (suffix R): the step's unit of rows g and g + 8, their scale and bias as
+  // f16 pairs (half_pair).
+  uvec4 qa0[2], qb0[2], qa1[2], qb1[2], qa2[2], qb2[2], qa3[2], qb3[2];
+  uint sa0[2], ba0[2], sb0[2], bb0[2], sa1[2], ba1[2], sb1[2], bb1[2];
+  uint sa2[2], ba2[2], sb2[2], bb2[2], sa3[2], ba3[2], sb3[2], bb3[2];
+#define FLOAD1(f, k, R)                                                                  \
+  if (FM > f) {                                                                          \
+    const uint u = (k) * 4u + lq, gq = (u * 32u) / GROUP;                                 \
+    qa##R[f] = W4[wra[f] * units + u];                                                   \
+    qb##R[f] = W4[wrb[f] * units + u];                                                   \
+    const uint ga = wra[f] * pc.groups_per_row + gq, gb = wrb[f] * pc.groups_per_row + gq; \
+    sa##R[f] = half_pair(S[ga >> 1u], ga);                                               \
+    ba##R[f] = half_pair(B[ga >> 1u], ga);                                               \
+    sb##R[f] = half_pair(S[gb >> 1u], gb);                                               \
+    bb##R[f] = half_pair(B[gb >> 1u], gb);                                               \
+  }
+#define FLOAD(k, R) { FLOAD1(0, k, R) FLOAD1(1, k, R) }
+  // Fragment A (16 x 16 f16) from four f16 pairs: NVIDIA's layout of the mma A operand, which the
+  // host checks with coop_probe.comp before it picks this variant: lane (g, lq) holds (row,
+  // column) (g, 2lq + e) as elements e = 0, 1, (g, 2lq + 8 + e) as 2, 3, (g + 8, 2lq + e) as 4, 5
+  // and (g + 8, 2lq + 8 + e) as 6, 7.
+#define SET_FRAG(A, p0, p1, p2, p3)                                                      \
+  {                                                                                      \
+    f16vec2 h = unpackFloat2x16(p0); A[0] = h.x; A[1] = h.y;                             \
+    h = unpackFloat2x16(p1); A[2] = h.x; A[3] = h.y;                                     \
+    h = unpackFloat2x16(p2); A[4] = h.x; A[5] = h.y;                                     \
+    h = unpackFloat2x16(p3); A[6] = h.x; A[7] = h.y;                                     \
+  }
+  // Word j of the lane's unit (columns 8j .. 8j + 7 of its 32) gives its elements of two
+  // fragments, k-chunks 2j and 2j + 1 of the step: dq_pairs' pairs (0, 4) (1, 5) to the first,
+  // (2, 6) (3, 7) to the second. The columns are permuted within the step (the same for x, staged
+  // below), which the product does not see.
+#define FBUILD(f, j, R, AE, AO)                                                          \
+  {                                                                                      \
+    const uvec4 da = dq_pairs(qa##R[f][j], unpackFloat2x16(sa##R[f]), unpackFloat2x16(ba##R[f])); \
+    const uvec4 db = dq_pairs(qb##R[f][j], unpackFloat2x16(sb##R[f]), unpackFloat2x16(bb##R[f])); \
+    SET_FRAG(AE, da.x, da.y, db.x, db.y)                                                 \
+    SET_FRAG(AO, da.z, da.w, db.z, db.w)                                                 \
+  }
+#define FMMA(AF, XO, i)                                                                  \
+  {                                                                                      \
+    HFRAG b0, b1;                                                                        \
+    coopMatLoadNV(b0, Xs, XO, SXS, true);                                                \
+    if (FN > 1u) coopMatLoadNV(b1, Xs, 16u * SXS + (XO), SXS, true);                     \
+    c##i##0 = coopMatMulAddNV(AF, b0, c##i##0);                                          \
+    if (FN > 1u) c##i##1 = coopMatMulAddNV(AF, b1, c##i##1);                             \
+  }
+#define FWORD(j, xb, R)                                                                  \
+  {                                                                                      \
+    HFRAG a0e, a0o, a1e, a1o;                                                            \
+    FBUILD(0, j, R, a0e, a0o)                                                            \
+    if (FM > 1u) FBUILD(1, j, R, a1e, a1o)                                               \
+    const uint xo = (xb) + 4u * j; /* k-chunk 2j of the step, in uvec4 */                 \
+    FMMA(a0e, xo, 0)                                                                     \
+    if (FM > 1u) FMMA(a1e, xo, 1)                                                        \
+    FMMA(a0o, xo + 2u, 0)                                                                \
+    if (FM > 1u) FMMA(a1o, xo + 2u, 1)                                                   \
+  }
+  // x of one step: octet v = tid + i * WG (< BN * 16) is token v / 16, columns 8 (v % 16) ..
+  // + 7 of the step (unit (v % 16) / 4, word v % 4 of the lanes' units).
+  const uint XPT = (BN * 16u + WG - 1u) / WG;  // octets per invocation (host: <= 4)
+  uvec4 xh[4];
+  vec4 xa[4], xb[4], ga[4], gb[4];
+#define XFETCH1(i, k)                                                                    \
+  if (i < XPT) {                                                                         \
+    const uint v = tid + i * WG, tt = v / 16u, c = (k) * 128u + 8u * (v % 16u);          \
+    const bool ok = v < BN * 16u && t0 + tt < pc.n;                                      \
+    const uint xe = (t0 + tt) * pc.ldx + c;                                              \
+    if (XBF == 1u) {                                                                     \
+      xh[i] = ok ? XH4[xe / 8u] : uvec4(0u);                                             \
+    } else {                                                                             \
+      xa[i] = ok ? X4[xe / 4u] : vec4(0.0);                                              \
+      xb[i] = ok ? X4[xe / 4u + 1u] : vec4(0.0);                                         \
+      if (NORM == 1u) {                                                                  \
+        ga[i] = G4[c / 4u];                                                              \
+        gb[i] = G4[c / 4u + 1u];                                                         \
+      }                                                                                  \
+    }                                                                                    \
+  }
+#define XFETCH(k) { XFETCH1(0, k) XFETCH1(1, k) XFETCH1(2, k) XFETCH1(3, k) }
+  // Into buffer `buf` as f16 pairs (value p, p + 4) at the positions FBUILD gives their weights:
+  // pair p is k-chunk 2j + p / 2, columns 2u + 8 (p % 2) + {0, 1}.
+#define XPUT1(i, buf)                                                                    \
+  if (i < XPT && tid + i * WG < BN * 16u) {                                              \
+    const uint v = tid + i * WG, tt = v / 16u, u = (v % 16u) / 4u, j = v % 4u;           \
+    vec4 a = XBF == 1u ? bf16_quad(xh[i].xy) : xa[i];                                    \
+    vec4 b = XBF == 1u ? bf16_quad(xh[i].zw) : xb[i];                                    \
+    if (NORM == 1u && XBF == 0u) {                                                       \
+      a *= ga[i];                                                                        \
+      b *= gb[i];                                                                        \
+    }                                                                                    \
+    if (NORM == 1u) {                                                                    \
+      a *= inv_rms[tt];                                                                  \
+      b *= inv_rms[tt];                                                                  \
+    }                                                                                    \
+    const uint h0 = ((buf) * BN + tt) * SXS * 8u + 32u * j + 2u * u;  /* halves */       \
+    [[unroll]] for (uint p = 0u; p < 4u; ++p) {                                          \
+      const uint hh = h0 + (p / 2u) * 16u + (p % 2u) * 8u;                               \
+      Xs[hh / 8u][(hh / 2u) % 4u] = packHalf2x16(vec2(a[p], b[p]));                      \
+    }                                                                                    \
+  }
+#define XPUT(buf) { XPUT1(0, buf) XPUT1(1, buf) XPUT1(2, buf) XPUT1(3, buf) }
+  // Step k from register set R and x buffer (k - k_begin) % 2: step k + 1's x loads first, the
+  // set's loads of step kn after the multiplies, then step k + 1's x into the other buffer.
+#define FSTEP(k, kn, R)                                                                  \
+  {                                                                                      \
+    const uint xbuf = ((k) - k_begin) & 1u;                                              \
+    if ((k) + 1u < k_end) XFETCH((k) + 1u)                                               \
+    FWORD(0, xbuf * BN * SXS, R) FWORD(1, xbuf * BN * SXS, R)                            \
+    FWORD(2, xbuf * BN * SXS, R) FWORD(3, xbuf * BN * SXS, R)                            \
+    if ((kn) < k_end) FLOAD(kn, R)                                                       \
+    if ((k) + 1u < k_end) XPUT(xbuf ^ 1u)                                                \
+    barrier();                                                                           \
+  }
+
+  // The first DEPTH steps' loads, then the tokens' 1 / rms and the first step's x.
+  if (k_begin < k_end) FLOAD(k_begin, 0)
+  if (DEPTH > 1u && k_begin + 1u < k_end) FLOAD(k_begin + 1u, 1)
+  if (DEPTH > 2u && k_begin + 2u < k_end) FLOAD(k_begin + 2u, 2)
+  if (DEPTH > 3u && k_begin + 3u < k_end) FLOAD(k_begin + 3u, 3)
+  XFETCH(k_begin)
+  if (NORM == 1u) {
+    tile_inv_rms(tid, t0);
+    barrier();
+  }
+  XPUT(0u)
+  barrier();
+  for (uint k = k_begin; k < k_end; k += DEPTH) {
+    FSTEP(k, k + DEPTH, 0)
+    if (DEPTH > 1u && k + 1u < k_end) FSTEP(k + 1u, k + 1u + DEPTH, 1)
+    if (DEPTH > 2u && k + 2u < k_end) FSTEP(k + 2u, k + 2u + DEPTH, 2)
+    if (DEPTH > 3u && k + 3u < k_end) FSTEP(k + 3u, k + 3u + DEPTH, 3)
+  }
+#else
   // This invocation's weight units (v = tid + j * WG < BM * KU) and x octets (token, octet-in-step).
   bool won[4];
   uint wi[4], wu[4], wr[4];
@@ -279,8 +455,6 @@ void main() {
     XSTORE(0, R) XSTORE(1, R) XSTORE(2, R) XSTORE(3, R)                                  \
   }
 
-#define DECL_C(i, j) FRAG c##i##j = FRAG(0.0);
-  REP4X4(DECL_C)
 
   // The multiplies of the step in the shared tiles.
 #define LOAD_A(i) if (FM > i) coopMatLoadNV(a##i, Ws, (wm * TM + 16u * i) * SK + kk, SK, false);
@@ -310,14 +484,7 @@ void main() {
   if (DEPTH == 2u && k_begin + 1u < k_end) LOAD(k_begin + 1u, 1)
   float xinv[4];
   if (NORM == 1u) {
-    if (tid < BN) {
-      const uint t = min(t0 + tid, pc.n - 1u), nv = (pc.ssq_tiles + 3u) / 4u;
-      vec4 acc = vec4(0.0);
-      [[unroll]] for (uint j = 0u; j < 16u; ++j)
-        if (j < nv) acc += SSQ4[t * nv + j];
-      for (uint j = 16u; j < nv; ++j) acc += SSQ4[t * nv + j];
-      inv_rms[tid] = inversesqrt(((acc.x + acc.y) + (acc.z + acc.w)) / float(pc.cols) + pc.eps);
-    }
+    tile_inv_rms(tid, t0);
     barrier();
     [[unroll]] for (uint i = 0u; i < 4u; ++i) xinv[i] = inv_rms[min(xt[i], BN - 1u)];
   }
@@ -329,6 +496,7 @@ void main() {
       if (k + 1u < k_end) STEP(k + 3u, 1)
     }
   }
+#endif
 
   if (SPLIT == 1u) {
     // Fragment (i, j): C(m, n) = y[token t0 + wn*TN + 16j + n, row row0 + wm*TM + 16i + m], through
@@ -433,13 +601,13 @@ void main() {
       }
     }
     if (SSQ_OUT == 1u) {
-      // The BM / 4 invocations of token t (consecutive lanes of one subgroup): a fixed butterfly,
-      // read from the first of them.
-      [[unroll]] for (uint o = BM / 8u; o >= 1u; o /= 2u) sq += subgroupShuffleXor(sq, o);
-      const uint stride = (pc.ssq_tiles + 3u) & ~3u;
-      if ((tid % (BM / 4u)) == 0u && t < pc.n) {
-        SSQ[t * stride + rb] = sq;
-        if (rb + 1u == pc.ssq_tiles)  // the last tile zeroes the row's padding
+      // Sums over 64 rows whatever BM (a multiple of 64): the 16 invocations of token t's rows
+      // r .. r + 63 (consecutive lanes of one subgroup), a fixed butterfly read from the first.
+      [[unroll]] for (uint o = 8u; o >= 1u; o /= 2u) sq += subgroupShuffleXor(sq, o);
+      const uint stride = (pc.ssq_tiles + 3u) & ~3u, st = r / 64u;
+      if ((tid % 16u) == 0u && t < pc.n && st < pc.ssq_tiles) {
+        SSQ[t * stride + st] = sq;
+        if (st + 1u == pc.ssq_tiles)  // the last 64 rows zero the row's padding
           for (uint p = pc.ssq_tiles; p < stride; ++p) SSQ[t * stride + p] = 0.0;
       }
     }

@@ -580,7 +580,7 @@ TEST(VulkanRuntime, CoopFusionsMatchSeparateOps) {
       const std::vector<float> x0 = randn(rng, size_t(n * hidden), 4.0f);
       auto bxn = vulkan::Buffer::create(*ctx, n * hidden * 4, vulkan::MemoryKind::device);
       auto bgu = vulkan::Buffer::create(*ctx, n * 2 * ffn * 4, vulkan::MemoryKind::device);
-      auto bssq = vulkan::Buffer::create(*ctx, n * vulkan::ops::coop_ssq_row(hidden, n) * 4, vulkan::MemoryKind::device);
+      auto bssq = vulkan::Buffer::create(*ctx, n * vulkan::ops::coop_ssq_row(hidden) * 4, vulkan::MemoryKind::device);
       auto bout = vulkan::Buffer::create(*ctx, n * ffn * 4, vulkan::MemoryKind::device);
       ASSERT_TRUE(bxn.ok() && bgu.ok() && bssq.ok() && bout.ok());
       auto run = [&](bool fused, std::vector<float>* x) {
@@ -730,7 +730,7 @@ TEST(VulkanRuntime, CoopBf16ActivationsMatchSeparateOps) {
       auto bxn = vulkan::Buffer::create(*ctx, n * hidden * 4, vulkan::MemoryKind::device);
       auto bgu = vulkan::Buffer::create(*ctx, n * 2 * ffn * 4, vulkan::MemoryKind::device);
       auto bh = vulkan::Buffer::create(*ctx, n * ffn * 4, vulkan::MemoryKind::device);
-      auto bssq = vulkan::Buffer::create(*ctx, n * vulkan::ops::coop_ssq_row(hidden, n) * 4, vulkan::MemoryKind::device);
+      auto bssq = vulkan::Buffer::create(*ctx, n * vulkan::ops::coop_ssq_row(hidden) * 4, vulkan::MemoryKind::device);
       auto bxg = vulkan::Buffer::create(*ctx, n * hidden * 2, vulkan::MemoryKind::device);
       auto bxg2 = vulkan::Buffer::create(*ctx, n * hidden * 2, vulkan::MemoryKind::device);
       auto bx1 = vulkan::Buffer::create(*ctx, n * hidden * 4, vulkan::MemoryKind::device);

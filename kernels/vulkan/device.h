@@ -128,6 +128,10 @@ class Context {
     BufferSlice partials, counters;
   };
   Result<SplitKScratch> splitk_scratch();
+  // Whether the f16 cooperative matrices hold their elements as mmq4_coop.comp's AFRAG variant
+  // builds them: ops::matmul runs shaders/coop_probe.comp once and keeps the answer here
+  // (-1: not probed yet, 0: no, 1: yes).
+  int& coop_frag_probe() { return coop_frag_probe_; }
 
  private:
   Context() = default;
@@ -150,6 +154,7 @@ class Context {
   VkFence one_shot_fence_ = VK_NULL_HANDLE;
   std::unique_ptr<Buffer> staging_;
   std::unique_ptr<Buffer> splitk_partials_, splitk_counters_;
+  int coop_frag_probe_ = -1;
 };
 
 }  // namespace pensieve::vulkan

@@ -109,8 +109,8 @@ struct MatmulFusion {
   bool silu_pairs = false;
   const RopeStoreFusion* rope = nullptr;
   // The tensor-core q4 matmul's norm fusion (shaders/mmq4_coop.comp): with accumulate, ssq
-  // receives each token's sums of squares of the new y per row tile ([n][coop_ssq_row(rows,
-  // n)]); with norm, x is normalised from the sums in ssq (written by such a producer of x).
+  // receives each token's sums of squares of the new y per 64 rows ([n][coop_ssq_row(rows)]);
+  // with norm, x is normalised from the sums in ssq (written by such a producer of x).
   BufferSlice ssq{};
   // bf16 activations between those matmuls (batched decode and prefill; why in shaders/mmq4_coop.comp):
   // x_bf16: x is bf16 [n, ldx] (ldx a multiple of 8), with norm already times the norm weight as
@@ -131,10 +131,10 @@ namespace ops {
 // same arithmetic. x: [n, ldx], y: [n, ldy] f32.
 Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSlice& x, int64_t ldx, int64_t n,
               const GpuWeight& w, Precision p, const MatvecTuning& tune = {}, const MatmulFusion& fusion = {});
-// Floats per token of the norm fusion's sums of squares (its row tiles, rounded up to 4), for an
-// output of `rows` rows computed by the tensor-core q4 matmul at n tokens (the consumer of those
-// sums passes the same arguments).
-int64_t coop_ssq_row(int64_t rows, int64_t n);
+// Floats per token of the norm fusion's sums of squares (one per 64 rows, rounded up to 4), for
+// an output of `rows` rows computed by the tensor-core q4 matmul (the consumer of those sums
+// passes the same rows).
+int64_t coop_ssq_row(int64_t rows);
 // Whether that matmul's split-K epilogue fusions (ssq, silu_pairs) apply to weight w (its rows
 // are >= 2 steps of 32 values).
 bool coop_epilogue_fits(const GpuWeight& w);

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "kernels/vulkan/ops_util.h"
+#include "tensor/dtype.h"
 
 namespace pensieve::vulkan {
 namespace {
@@ -57,6 +58,11 @@ const KernelDesc kMatmulCoop{"matmul_coopmat", 5, sizeof(MatPush), 1u << 4, fals
 // squares (norm fusion), 8 norm weight (a producer's: the next norm's), 9 bf16 y * norm weight.
 const KernelDesc kMmq4Coop{"mmq4_coop", 10, sizeof(MatPush),
                            (1u << 4) | (1u << 5) | (1u << 6) | (1u << 7) | (1u << 9), false, true};
+// Its AFRAG variant (weight fragments built in registers; same bindings), and the probe of the
+// fragment layout that variant assumes (bindings: 0 a 16 x 16 f16 matrix, 1 what each lane holds).
+const KernelDesc kMmq4Frag{"mmq4_frag", 10, sizeof(MatPush),
+                           (1u << 4) | (1u << 5) | (1u << 6) | (1u << 7) | (1u << 9), false, true};
+const KernelDesc kCoopProbe{"coop_probe", 2, 0, 1u << 1, false, true};
 
 // Largest token count the matvec handles in one workgroup; more tokens take several token blocks.
 constexpr int64_t kMatvecMaxTokens = 8;
@@ -123,6 +129,81 @@ uint64_t prefill_split(uint64_t tiles, uint64_t steps, uint32_t sms) {
 
 int64_t coop_q4_min_tokens() { return coop_env().min_tokens ? coop_env().min_tokens : kCoopQ4MinTokens; }
 
+// PENSIEVE_VK_FRAG: "0" turns mmq4_coop's AFRAG variant off; "nw,rf,depth,wgs,split" tunes it (0
+// keeps a default): nw subgroups of rf 16-row fragments each, depth register sets, about wgs
+// workgroups per dispatch, or a fixed K split.
+struct FragTuning {
+  bool off = false;
+  uint32_t nw = 0, rf = 0, depth = 0, wgs = 0, split = 0;
+};
+const FragTuning& frag_env() {
+  static const FragTuning t = [] {
+    FragTuning r;
+    if (const char* e = std::getenv("PENSIEVE_VK_FRAG")) {
+      r.off = std::strcmp(e, "0") == 0;
+      std::sscanf(e, "%u,%u,%u,%u,%u", &r.nw, &r.rf, &r.depth, &r.wgs, &r.split);
+    }
+    return r;
+  }();
+  return t;
+}
+
+// Loads a 16 x 16 f16 matrix whose element (r, c) is r * 16 + c into a cooperative matrix and
+// checks that every lane holds the elements shaders/mmq4_coop.comp's AFRAG variant assumes.
+Result<bool> probe_coop_layout(Context& ctx) {
+  std::array<uint16_t, 256> m{};
+  for (int i = 0; i < 256; ++i) m[i] = f32_to_f16(float(i));
+  auto in = Buffer::create(ctx, sizeof m, MemoryKind::device, "coop probe");
+  if (!in.ok()) return std::move(in).take_error();
+  auto out = Buffer::create(ctx, 257 * 4, MemoryKind::device, "coop probe");
+  if (!out.ok()) return std::move(out).take_error();
+  PENSIEVE_TRY(ctx.upload(*in, 0, m.data(), sizeof m));
+  auto pipe = ctx.pipelines().get(kCoopProbe, {32});
+  if (!pipe.ok()) return std::move(pipe).take_error();
+  auto cl = CommandList::create(ctx, false);
+  if (!cl.ok()) return std::move(cl).take_error();
+  PENSIEVE_TRY((*cl)->begin());
+  PENSIEVE_TRY((*cl)->dispatch(**pipe, {in->whole(), out->whole()}, static_cast<const void*>(nullptr), 0u, 1u));
+  PENSIEVE_TRY((*cl)->end());
+  PENSIEVE_TRY((*cl)->submit_and_wait());
+  std::array<uint32_t, 257> got{};
+  PENSIEVE_TRY(ctx.download(got.data(), *out, 0, sizeof got));
+  if (std::getenv("PENSIEVE_VK_PROBE_DUMP")) {  // what each lane holds, as (row, column)
+    std::fprintf(stderr, "coop probe: length %u\n", got[256]);
+    for (uint32_t lane = 0; lane < 32 && got[256] <= 8; ++lane) {
+      std::fprintf(stderr, "lane %2u:", lane);
+      for (uint32_t e = 0; e < got[256]; ++e) std::fprintf(stderr, " (%u,%u)", got[lane * got[256] + e] / 16, got[lane * got[256] + e] % 16);
+      std::fprintf(stderr, "\n");
+    }
+  }
+  if (got[256] != 8) return false;
+  for (uint32_t lane = 0; lane < 32; ++lane)
+    for (uint32_t e = 0; e < 8; ++e) {
+      const uint32_t r = lane / 4 + 8 * (e >> 2), c = 2 * (lane % 4) + (e & 1) + 8 * ((e >> 1) & 1);
+      if (got[lane * 8 + e] != r * 16 + c) return false;
+    }
+  return true;
+}
+
+bool coop_frag_layout(Context& ctx) {
+  int& known = ctx.coop_frag_probe();
+  if (known < 0) {
+    auto r = probe_coop_layout(ctx);
+    if (!r.ok()) std::fprintf(stderr, "vulkan: cooperative-matrix layout probe: %s\n", r.error().c_str());
+    known = r.ok() && *r ? 1 : 0;
+    if (r.ok() && !*r) std::fprintf(stderr, "vulkan: cooperative matrices lay out their elements otherwise: mmq4_frag off\n");
+  }
+  return known == 1;
+}
+
+// Whether a q4 product of n tokens takes mmq4_coop's AFRAG variant: batched decode (5-32 tokens),
+// f16 scales (MLX's usual), groups of whole 32-column units, whole 128-column steps (at least 2,
+// for the split-K epilogue), and the fragment layout the shader assumes.
+bool frag_applies(Context& ctx, int64_t n, const GpuWeight& w, ScaleType st) {
+  return !frag_env().off && n >= coop_q4_min_tokens() && n <= 32 && st == kStF16 && w.group_size % 32 == 0 &&
+         w.words_per_row() % 16 == 0 && w.words_per_row() >= 32 && coop_frag_layout(ctx);
+}
+
 int64_t elem_bytes(DType t) { return t == DType::f32 ? 4 : 2; }
 
 // The matvec reads whole 32-bit weight words per row and x with vec4 (q4/q8) or vec2 (f16/bf16)
@@ -147,8 +228,9 @@ bool coop_env_applies(int64_t n) {
   return e.bm ? (n > 64) == (e.bn > 64) : n <= 64;
 }
 uint32_t coop_bm(int64_t n) { return coop_env().bm && coop_env_applies(n) ? coop_env().bm : n > 64 ? 128 : 64; }
-// Its row tiles for an output of `rows` rows: the norm fusion's sums of squares per token.
-uint64_t coop_row_tiles(int64_t rows, int64_t n) { return detail::ceil_div(uint64_t(rows), uint64_t(coop_bm(n))); }
+// The norm fusion's sums of squares per token, for an output of `rows` rows: one per 64 rows
+// (every tile height is a multiple of 64).
+uint64_t coop_row_tiles(int64_t rows) { return detail::ceil_div(uint64_t(rows), 64); }
 
 // Lanes per row group of the q4 kernel, and whether its subgroup variant applies: the subgroup
 // reduction needs LPR = the subgroup size, so only devices with one fixed size use it.
@@ -350,7 +432,7 @@ Result<GpuWeightBuffers> upload_weight(Context& ctx, const WeightMatrix& w) {
 
 namespace ops {
 
-int64_t coop_ssq_row(int64_t rows, int64_t n) { return int64_t(coop_row_tiles(rows, n) + 3) / 4 * 4; }
+int64_t coop_ssq_row(int64_t rows) { return int64_t(coop_row_tiles(rows) + 3) / 4 * 4; }
 bool coop_epilogue_fits(const GpuWeight& w) {
   return w.dtype == DType::q4 && w.words_per_row() % 4 == 0 && w.words_per_row() >= 8;
 }
@@ -431,7 +513,7 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
   if (f.norm.valid()) PENSIEVE_TRY(detail::need("matmul", "norm weight", f.norm, uint64_t(w.cols) * 4));
   // The rows the sums of squares are over: y's (producer) or x's (consumer).
   const int64_t ssq_rows = f.accumulate ? w.rows : w.cols;
-  if (f.ssq.valid()) PENSIEVE_TRY(detail::need("matmul", "ssq", f.ssq, uint64_t(n * coop_ssq_row(ssq_rows, n)) * 4));
+  if (f.ssq.valid()) PENSIEVE_TRY(detail::need("matmul", "ssq", f.ssq, uint64_t(n * coop_ssq_row(ssq_rows)) * 4));
   const uint64_t xb = f.x_bf16 ? 2 : 4, yb = f.y_bf16 ? 2 : 4;
   PENSIEVE_TRY(detail::need("matmul", "x", x, uint64_t((n - 1) * ldx + w.cols + std::max<int64_t>(f.silu_offset, 0)) * xb));
   PENSIEVE_TRY(detail::need("matmul", "y", y, uint64_t((n - 1) * ldy + (f.silu_pairs ? w.rows / 2 : w.rows)) * yb));
@@ -501,10 +583,74 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
   }
   pc.row_units = w.quantized() ? uint32_t(w.words_per_row()) : 0;
   if (which == "mmq4_coop") {
+    const uint64_t units = uint64_t(w.words_per_row()) / 4;
+    // The sums of squares (producer) and silu pairs are written by the split-K sum: >= 2 steps.
+    const bool ssq_out = f.ssq.valid() && f.accumulate;
+    pc.ssq_tiles = uint32_t(f.ssq.valid() ? coop_row_tiles(ssq_rows) : 0);
+    pc.eps = f.eps;
+    // Records the tiles of bm rows x bn tokens, grid y = token blocks x split.
+    auto launch = [&](const Pipeline& pipe, uint32_t bm, uint32_t bn, uint32_t split) -> Status {
+      BufferSlice partials = y, counters = y;  // bound but unused without a split
+      if (split > 1) {
+        auto sk = ctx.splitk_scratch();
+        if (!sk.ok()) return std::move(sk).take_error();
+        partials = sk->partials;
+        counters = sk->counters;
+      }
+      uint32_t gx, gz;
+      PENSIEVE_TRY(detail::fold_grid(ctx, detail::ceil_div(uint64_t(w.rows), bm), &gx, &gz));
+      uint64_t gy = detail::ceil_div(uint64_t(n), bn) * split;
+      if (gy > ctx.info().max_workgroup_count[1]) return errorf("vulkan matmul: %lld tokens exceed the grid", (long long)n);
+      return cl.dispatch(pipe, {w.data, sc, bi, x, y, partials, counters, f.ssq.valid() ? f.ssq : y,
+                                f.norm.valid() ? f.norm : f.xg.valid() ? f.xg_norm : x, f.xg.valid() ? f.xg : y},
+                         pc, gx, uint32_t(gy), gz);
+    };
+    auto scratch_fits = [](uint64_t tiles, uint64_t split, uint64_t bm, uint64_t bn) {
+      return split == 1 || (tiles <= Context::kSplitKCounters && tiles * split * bm * bn * 4 <= Context::kSplitKPartialBytes);
+    };
+
+    if (frag_applies(ctx, n, w, st)) {
+      // Batched decode, weight fragments in registers (mmq4_coop.comp, AFRAG): nw subgroups of rf
+      // 16-row fragments each, tiles of 16 or 32 tokens, 128-column steps (ku 4), x through shared
+      // memory a step at a time; K split until the grid has about `target` workgroups.
+      // Defaults measured on the H200 (bench/RESULTS.md, phase 14): eight subgroups of one
+      // fragment each and one register set (87-96 registers; deeper sets or two fragments per
+      // subgroup cost more in occupancy than they hide), and about 1.5 workgroups per
+      // multiprocessor at 17-32 tokens, 3 at 5-16 (whose 16-token tiles take fewer registers).
+      const FragTuning& fe = frag_env();
+      const uint32_t nw = fe.nw ? fe.nw : 8, rf = fe.rf ? fe.rf : 1, depth = fe.depth ? fe.depth : 1;
+      const uint32_t wg = 32 * nw, bm = 16 * rf * nw, bn = n <= 16 ? 16 : 32;
+      const uint64_t steps = units / 4, tiles = detail::ceil_div(uint64_t(w.rows), bm) * detail::ceil_div(uint64_t(n), bn);
+      const uint64_t smem = uint64_t(2) * bn * 17 * 16 + 8 + uint64_t(f.norm.valid() ? bn : 1) * 4 + uint64_t(nw) * 1024;
+      const uint64_t sms = ctx.info().sm_count ? ctx.info().sm_count : 132;
+      const uint64_t target = fe.wgs ? fe.wgs : n <= 16 ? 3 * sms : sms * 3 / 2;
+      uint64_t split = fe.split ? fe.split : detail::ceil_div(target, tiles);
+      // PENSIEVE_VK_FRAG_SPLITS="gate_up,qkv,o_proj,down" fixes each projection's split (tuning
+      // runs; 0 keeps the rule): told apart by their fusions and K.
+      static const std::array<uint32_t, 4> ps = [] {
+        std::array<uint32_t, 4> v{};
+        if (const char* e = std::getenv("PENSIEVE_VK_FRAG_SPLITS"))
+          std::sscanf(e, "%u,%u,%u,%u", &v[0], &v[1], &v[2], &v[3]);
+        return v;
+      }();
+      const int kind = f.silu_pairs ? 0 : f.norm.valid() ? 1 : f.accumulate ? (steps <= 32 ? 2 : 3) : -1;
+      if (kind >= 0 && ps[kind]) split = ps[kind];
+      split = std::clamp<uint64_t>(split, (ssq_out || f.silu_pairs) ? 2 : 1, std::min<uint64_t>(steps, 16));
+      if (nw < 1 || nw > 8 || rf < 1 || rf > 2 || depth < 1 || depth > 4 || bn * 16 > 4 * wg ||
+          smem > ctx.info().max_shared_memory || !scratch_fits(tiles, split, bm, bn))
+        return errorf("vulkan matmul (mmq4_frag): bad tiles (nw %u, rf %u, depth %u, split %llu of %llu steps)", nw,
+                      rf, depth, (unsigned long long)split, (unsigned long long)steps);
+      auto pipe = ctx.pipelines().get(
+          kMmq4Frag, {wg, bm, bn, nw, uint32_t(st), group, f.accumulate ? 1u : 0u, 4u, uint32_t(split), 1u, depth,
+                      f.norm.valid() ? 1u : 0u, ssq_out ? 1u : 0u, f.silu_pairs ? 1u : 0u, f.x_bf16 ? 1u : 0u,
+                      f.y_bf16 ? 1u : 0u, f.xg.valid() ? 1u : 0u});
+      if (!pipe.ok()) return std::move(pipe).take_error();
+      return launch(**pipe, bm, bn, uint32_t(split));
+    }
+
     // Tiles by token count: small blocks (batched decode) take 64-row tiles of 16/32/64 tokens,
     // prefill 128 x 128. Small grids split K over several workgroups (see the shader).
     const CoopTuning& e = coop_env();
-    const uint64_t units = uint64_t(w.words_per_row()) / 4;
     // Small blocks: each row's 2 units of a step are read by neighbouring lanes (rmap 1) and the
     // loads run two steps ahead (depth 2): measured on the H200, -10% time at 16-32 tokens
     // (bench/RESULTS.md); rmap 1 is also +5% at pp512. Prefill keeps one register set (its 181
@@ -529,11 +675,10 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
     if (e.map && tuned) rmap = e.map - 1;
     if (e.depth && tuned) depth = e.depth;
     while (units % ku) ku /= 2;
-    // The sums of squares (producer) and silu pairs are written by the split-K sum: >= 2 steps.
     // silu pairs without a split need an even number of 16-row fragments per subgroup (prefill's
     // 64); otherwise the split-K sum pairs the rows.
     const bool silu_in_tile = f.silu_pairs && (bm / std::max<uint32_t>(wm, 1)) % 32 == 0;
-    const bool ssq_out = f.ssq.valid() && f.accumulate, in_sum = ssq_out || (f.silu_pairs && !silu_in_tile);
+    const bool in_sum = ssq_out || (f.silu_pairs && !silu_in_tile);
     if (in_sum && !coop_epilogue_fits(w))
       return errorf("vulkan matmul: rows of %lld values are too short for the ssq / silu fusions", (long long)w.cols);
     while (in_sum && ku > 1 && units / ku < 2) ku /= 2;
@@ -569,36 +714,20 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
       if (tiles > Context::kSplitKCounters) split = 1;
     }
     if (in_sum && split < 2) split = 2;
-    pc.ssq_tiles = uint32_t(f.ssq.valid() ? coop_row_tiles(ssq_rows, n) : 0);
-    pc.eps = f.eps;
     const uint32_t nw = wg / 32, wn = wm ? nw / std::max<uint32_t>(wm, 1) : 0;
     const uint64_t smem = uint64_t(bm + bn) * (ku * 4 + 1) * 16 + (split == 1 ? uint64_t(nw) * 1024 : 4) + 4;
     if (wg % 32 || wg > 256 || !wm || nw % wm || bm % (16 * wm) || bn % (16 * wn) || bm / wm > 64 || bn / wn > 64 ||
         (ku != 1 && ku != 2 && ku != 4 && ku != 8) || bm * ku > 4 * wg || bn * ku > wg || rmap > 1 || depth < 1 ||
-        depth > 2 || smem > ctx.info().max_shared_memory || split < 1 ||
-        split > steps || (split > 1 && (tiles > Context::kSplitKCounters ||
-                                        tiles * split * bm * bn * 4 > Context::kSplitKPartialBytes)))
+        depth > 2 || smem > ctx.info().max_shared_memory || split < 1 || split > steps ||
+        !scratch_fits(tiles, split, bm, bn))
       return errorf("vulkan matmul (mmq4_coop): bad tiles (bm %u, bn %u, wg %u, wm %u, ku %u, split %u)", bm, bn, wg,
                     wm, ku, split);
-    BufferSlice partials = y, counters = y;  // bound but unused without a split
-    if (split > 1) {
-      auto sk = ctx.splitk_scratch();
-      if (!sk.ok()) return std::move(sk).take_error();
-      partials = sk->partials;
-      counters = sk->counters;
-    }
     auto pipe = ctx.pipelines().get(kMmq4Coop, {wg, bm, bn, wm, uint32_t(st), group, f.accumulate ? 1u : 0u, ku, split,
                                                 rmap, depth, f.norm.valid() ? 1u : 0u, ssq_out ? 1u : 0u,
                                                 f.silu_pairs ? 1u : 0u, f.x_bf16 ? 1u : 0u, f.y_bf16 ? 1u : 0u,
                                                 f.xg.valid() ? 1u : 0u});
     if (!pipe.ok()) return std::move(pipe).take_error();
-    uint32_t gx, gz;
-    PENSIEVE_TRY(detail::fold_grid(ctx, detail::ceil_div(uint64_t(w.rows), bm), &gx, &gz));
-    uint64_t gy = detail::ceil_div(uint64_t(n), bn) * split;
-    if (gy > ctx.info().max_workgroup_count[1]) return errorf("vulkan matmul: %lld tokens exceed the grid", (long long)n);
-    return cl.dispatch(**pipe, {w.data, sc, bi, x, y, partials, counters, f.ssq.valid() ? f.ssq : y,
-                                f.norm.valid() ? f.norm : f.xg.valid() ? f.xg_norm : x, f.xg.valid() ? f.xg : y},
-                       pc, gx, uint32_t(gy), gz);
+    return launch(**pipe, bm, bn, split);
   }
   bool coop = which == "matmul_coopmat";
   auto pipe = ctx.pipelines().get(coop ? kMatmulCoop : kMatmul, {coop ? 128u : 256u, 0, 0, *wt, st, group});
