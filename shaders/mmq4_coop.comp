@@ -238,8 +238,9 @@ void main() {
     bb##R[f] = half_pair(B[gb >> 1u], gb);                                               \
   }
 #define FLOAD(k, R) { FLOAD1(0, k, R) FLOAD1(1, k, R) }
-  // Fragment A (16 x 16 f16) from four f16 pairs: NVIDIA's layout of the mma A operand, which the
-  // host checks with coop_probe.comp before it picks this variant: lane (g, lq) holds (row,
+  // Fragment A (16 x 16 f16) from four f16 pairs, in the layout NVIDIA's driver uses (not PTX's
+  // mma register order, which interleaves the rows), checked by the host with coop_probe.comp
+  // before it picks this variant: lane (g, lq) holds (row,
   // column) (g, 2lq + e) as elements e = 0, 1, (g, 2lq + 8 + e) as 2, 3, (g + 8, 2lq + e) as 4, 5
   // and (g + 8, 2lq + 8 + e) as 6, 7.
 #define SET_FRAG(A, p0, p1, p2, p3)                                                      \
