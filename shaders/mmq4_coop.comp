@@ -73,7 +73,8 @@
 // loads for step k + 1 are issued before step k's multiplies and stored after them, then one
 // barrier per step (the old tile loop: two, with the weights' dequantization in between). Its
 // columns are permuted within each step as the fragments take the weights'. The split-K epilogue
-// is the one above.
+// is the one above. With N8 (module mmq4_frag8, always split) the accumulators and x's fragments
+// are 16 x 8, so tiles of 8 and 24 tokens leave less of the tile empty at 5-8 and 17-24 tokens.
 #extension GL_GOOGLE_include_directive : require
 #extension GL_NV_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
@@ -104,7 +105,12 @@ layout(constant_id = 16) const uint XG_OUT = 0;   // 1 (SSQ_OUT): also writes bf
 #include "quant.glsl"
 
 const uint NW = WG / 32u, WN = NW / WM;
-const uint TM = BM / WM, TN = BN / WN, FM = TM / 16u, FN = TN / 16u;  // FM, FN <= 4 (host-checked)
+#ifdef N8
+const uint NF = 8u;   // tokens per accumulator fragment: 16 x 8 (AFRAG only, with a split)
+#else
+const uint NF = 16u;  // tokens per accumulator fragment
+#endif
+const uint TM = BM / WM, TN = BN / WN, FM = TM / 16u, FN = TN / NF;  // FM, FN <= 4 (host-checked)
 const uint SK = KU * 4u + 1u;                   // shared row stride in uvec4 (8 halves each)
 const uint XO = (BN * 4u * KU + WG - 1u) / WG;  // x octets per invocation per step, <= 4
 const uint UPT = (BM * KU + WG - 1u) / WG;      // weight units per invocation per step, <= 4
@@ -138,6 +144,9 @@ layout(push_constant) uniform Push {
 
 // f16 tiles as uvec4 (8 halves): the cooperative-matrix loads take element offsets and strides in
 // units of the array's element type; the dequantized rows are stored 16 bytes at a time.
+#if defined(N8) && !defined(AFRAG)
+#error "16 x 8 fragments: AFRAG only"
+#endif
 #ifdef AFRAG
 const uint SXS = 17u;  // x's shared row stride in uvec4: one 128-column step (+ 16 bytes)
 shared uvec4 Xs[2u * BN * SXS];  // two steps: the one multiplied and the next
@@ -149,7 +158,13 @@ shared float Cs[SPLIT == 1u ? NW * 256u : 1u];
 shared uint last_arrival;
 shared float inv_rms[NORM == 1u ? BN : 1u];
 
+#ifdef N8
+#define FRAG fcoopmatNV<32, gl_ScopeSubgroup, 16, 8>
+#define BFRAG fcoopmatNV<16, gl_ScopeSubgroup, 16, 8>
+#else
 #define FRAG fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
+#define BFRAG fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
+#endif
 #define HFRAG fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
 #define REP4(M) M(0) M(1) M(2) M(3)
 
@@ -261,14 +276,13 @@ void main() {
     SET_FRAG(AE, da.x, da.y, db.x, db.y)                                                 \
     SET_FRAG(AO, da.z, da.w, db.z, db.w)                                                 \
   }
-#define FMMA(AF, XO, i)                                                                  \
-  {                                                                                      \
-    HFRAG b0, b1;                                                                        \
-    coopMatLoadNV(b0, Xs, XO, SXS, true);                                                \
-    if (FN > 1u) coopMatLoadNV(b1, Xs, 16u * SXS + (XO), SXS, true);                     \
-    c##i##0 = coopMatMulAddNV(AF, b0, c##i##0);                                          \
-    if (FN > 1u) c##i##1 = coopMatMulAddNV(AF, b1, c##i##1);                             \
+#define FMMA1(AF, XO, i, j)                                                              \
+  if (FN > j) {                                                                          \
+    BFRAG b;                                                                             \
+    coopMatLoadNV(b, Xs, NF * j * SXS + (XO), SXS, true);                                \
+    c##i##j = coopMatMulAddNV(AF, b, c##i##j);                                           \
   }
+#define FMMA(AF, XO, i) { FMMA1(AF, XO, i, 0) FMMA1(AF, XO, i, 1) FMMA1(AF, XO, i, 2) FMMA1(AF, XO, i, 3) }
 #define FWORD(j, xb, R)                                                                  \
   {                                                                                      \
     HFRAG a0e, a0o, a1e, a1o;                                                            \
@@ -499,6 +513,7 @@ void main() {
   }
 #endif
 
+#ifndef N8  // (the host gives 16 x 8 fragments a split)
   if (SPLIT == 1u) {
     // Fragment (i, j): C(m, n) = y[token t0 + wn*TN + 16j + n, row row0 + wm*TM + 16i + m], through
     // this subgroup's scratch (column-major: element (m, n) at n * 16 + m).
@@ -545,12 +560,13 @@ void main() {
     }
     return;
   }
+#endif
 
   // Split K: this workgroup's partial tile [BN tokens][BM rows] in its slot, then the arrival count.
   const uint tile = tb * ((pc.rows + BM - 1u) / BM) + rb;
   const uint slot = (tile * SPLIT + split) * (BM * BN);
 #define PSTORE(i, j) \
-  if (FM > i && FN > j) coopMatStoreNV(c##i##j, P, slot + (wn * TN + 16u * j) * BM + wm * TM + 16u * i, BM, true);
+  if (FM > i && FN > j) coopMatStoreNV(c##i##j, P, slot + (wn * TN + NF * j) * BM + wm * TM + 16u * i, BM, true);
   REP4X4(PSTORE)
   memoryBarrierBuffer();  // this invocation's partials are visible device-wide before it is counted
   barrier();

@@ -140,10 +140,10 @@ DeviceInfo query_device(const VkApi& vk, VkPhysicalDevice pd, int index) {
     std::vector<VkCooperativeMatrixPropertiesNV> cm(n, {VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_NV});
     vk.vkGetPhysicalDeviceCooperativeMatrixPropertiesNV(pd, &n, cm.data());
     for (const auto& p : cm)
-      if (p.MSize == 16 && p.NSize == 16 && p.KSize == 16 && p.AType == VK_COMPONENT_TYPE_FLOAT16_NV &&
+      if (p.MSize == 16 && p.KSize == 16 && (p.NSize == 16 || p.NSize == 8) && p.AType == VK_COMPONENT_TYPE_FLOAT16_NV &&
           p.BType == VK_COMPONENT_TYPE_FLOAT16_NV && p.CType == VK_COMPONENT_TYPE_FLOAT32_NV &&
           p.DType == VK_COMPONENT_TYPE_FLOAT32_NV && p.scope == VK_SCOPE_SUBGROUP_NV)
-        d.coopmat_nv_f16_16x16x16 = true;
+        (p.NSize == 16 ? d.coopmat_nv_f16_16x16x16 : d.coopmat_nv_f16_16x8x16) = true;
   }
 
   VkPhysicalDeviceMemoryProperties mp;
@@ -354,7 +354,7 @@ Status Context::init(const ContextOptions& opt) {
     fcm.cooperativeMatrix = VK_TRUE;
     f12.pNext = &fcm;
   } else {
-    info_.coopmat_nv = info_.coopmat_nv_f16_16x16x16 = false;
+    info_.coopmat_nv = info_.coopmat_nv_f16_16x16x16 = info_.coopmat_nv_f16_16x8x16 = false;
   }
   // Integer dot products (mvq4_dot_sg): through the extension, which NVIDIA also lists on 1.3.
   VkPhysicalDeviceShaderIntegerDotProductFeatures fdot{

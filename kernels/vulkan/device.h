@@ -44,6 +44,7 @@ struct DeviceInfo {
   bool integer_dot_product = false;  // VK_KHR_shader_integer_dot_product (feature on)
   bool coopmat_nv = false;           // VK_NV_cooperative_matrix, feature on
   bool coopmat_nv_f16_16x16x16 = false;  // ... and it lists f16 x f16 + f32 at 16x16x16, subgroup scope
+  bool coopmat_nv_f16_16x8x16 = false;   // ... and at 16x8x16 (M x N x K)
   bool coopmat_khr = false;          // VK_KHR_cooperative_matrix present (no shader uses it yet)
   uint32_t sm_count = 0;             // multiprocessors (VK_NV_shader_sm_builtins); 0: not reported
 

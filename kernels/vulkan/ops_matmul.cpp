@@ -62,6 +62,8 @@ const KernelDesc kMmq4Coop{"mmq4_coop", 10, sizeof(MatPush),
 // fragment layout that variant assumes (bindings: 0 a 16 x 16 f16 matrix, 1 what each lane holds).
 const KernelDesc kMmq4Frag{"mmq4_frag", 10, sizeof(MatPush),
                            (1u << 4) | (1u << 5) | (1u << 6) | (1u << 7) | (1u << 9), false, true};
+const KernelDesc kMmq4Frag8{"mmq4_frag8", 10, sizeof(MatPush),
+                            (1u << 4) | (1u << 5) | (1u << 6) | (1u << 7) | (1u << 9), false, true};
 const KernelDesc kCoopProbe{"coop_probe", 2, 0, 1u << 1, false, true};
 
 // Largest token count the matvec handles in one workgroup; more tokens take several token blocks.
@@ -133,7 +135,7 @@ int64_t coop_q4_min_tokens() { return coop_env().min_tokens ? coop_env().min_tok
 // keeps a default): nw subgroups of rf 16-row fragments each, depth register sets, about wgs
 // workgroups per dispatch, or a fixed K split.
 struct FragTuning {
-  bool off = false;
+  bool off = false, no8 = false;  // PENSIEVE_VK_FRAG8=0: no 16 x 8 fragments
   uint32_t nw = 0, rf = 0, depth = 0, wgs = 0, split = 0;
 };
 const FragTuning& frag_env() {
@@ -143,6 +145,7 @@ const FragTuning& frag_env() {
       r.off = std::strcmp(e, "0") == 0;
       std::sscanf(e, "%u,%u,%u,%u,%u", &r.nw, &r.rf, &r.depth, &r.wgs, &r.split);
     }
+    if (const char* e = std::getenv("PENSIEVE_VK_FRAG8")) r.no8 = std::strcmp(e, "0") == 0;
     return r;
   }();
   return t;
@@ -615,15 +618,18 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
       // memory a step at a time; K split until the grid has about `target` workgroups.
       // Defaults measured on the H200 (bench/RESULTS.md, phase 14): eight subgroups of one
       // fragment each and one register set (87-96 registers; deeper sets or two fragments per
-      // subgroup cost more in occupancy than they hide), and about 1.5 workgroups per
-      // multiprocessor at 17-32 tokens, 3 at 5-16 (whose 16-token tiles take fewer registers).
+      // subgroup cost more in occupancy than they hide), and about 3 workgroups per
+      // multiprocessor with 8- or 16-token tiles, 2.5 with 24 (65-69 registers) and 1.5 with 32.
       const FragTuning& fe = frag_env();
       const uint32_t nw = fe.nw ? fe.nw : 8, rf = fe.rf ? fe.rf : 1, depth = fe.depth ? fe.depth : 1;
-      const uint32_t wg = 32 * nw, bm = 16 * rf * nw, bn = n <= 16 ? 16 : 32;
+      // Tokens per tile: 16 or 32 (16 x 16 fragments), or 8 and 24 where the device also has 16 x 8
+      // ones (N8: less of the tile left empty at 5-8 and 17-24 tokens).
+      const bool n8 = ctx.info().coopmat_nv_f16_16x8x16 && !fe.no8 && ((n > 16 && n <= 24) || n <= 8);
+      const uint32_t wg = 32 * nw, bm = 16 * rf * nw, bn = n8 ? (n <= 8 ? 8 : 24) : n <= 16 ? 16 : 32;
       const uint64_t steps = units / 4, tiles = detail::ceil_div(uint64_t(w.rows), bm) * detail::ceil_div(uint64_t(n), bn);
       const uint64_t smem = uint64_t(2) * bn * 17 * 16 + 8 + uint64_t(f.norm.valid() ? bn : 1) * 4 + uint64_t(nw) * 1024;
       const uint64_t sms = ctx.info().sm_count ? ctx.info().sm_count : 132;
-      const uint64_t target = fe.wgs ? fe.wgs : n <= 16 ? 3 * sms : sms * 3 / 2;
+      const uint64_t target = fe.wgs ? fe.wgs : bn <= 16 ? 3 * sms : bn <= 24 ? sms * 5 / 2 : sms * 3 / 2;
       uint64_t split = fe.split ? fe.split : detail::ceil_div(target, tiles);
       // PENSIEVE_VK_FRAG_SPLITS="gate_up,qkv,o_proj,down" fixes each projection's split (tuning
       // runs; 0 keeps the rule): told apart by their fusions and K.
@@ -635,13 +641,13 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
       }();
       const int kind = f.silu_pairs ? 0 : f.norm.valid() ? 1 : f.accumulate ? (steps <= 32 ? 2 : 3) : -1;
       if (kind >= 0 && ps[kind]) split = ps[kind];
-      split = std::clamp<uint64_t>(split, (ssq_out || f.silu_pairs) ? 2 : 1, std::min<uint64_t>(steps, 16));
+      split = std::clamp<uint64_t>(split, (ssq_out || f.silu_pairs || n8) ? 2 : 1, std::min<uint64_t>(steps, 16));
       if (nw < 1 || nw > 8 || rf < 1 || rf > 2 || depth < 1 || depth > 4 || bn * 16 > 4 * wg ||
           smem > ctx.info().max_shared_memory || !scratch_fits(tiles, split, bm, bn))
         return errorf("vulkan matmul (mmq4_frag): bad tiles (nw %u, rf %u, depth %u, split %llu of %llu steps)", nw,
                       rf, depth, (unsigned long long)split, (unsigned long long)steps);
       auto pipe = ctx.pipelines().get(
-          kMmq4Frag, {wg, bm, bn, nw, uint32_t(st), group, f.accumulate ? 1u : 0u, 4u, uint32_t(split), 1u, depth,
+          n8 ? kMmq4Frag8 : kMmq4Frag, {wg, bm, bn, nw, uint32_t(st), group, f.accumulate ? 1u : 0u, 4u, uint32_t(split), 1u, depth,
                       f.norm.valid() ? 1u : 0u, ssq_out ? 1u : 0u, f.silu_pairs ? 1u : 0u, f.x_bf16 ? 1u : 0u,
                       f.y_bf16 ? 1u : 0u, f.xg.valid() ? 1u : 0u});
       if (!pipe.ok()) return std::move(pipe).take_error();
