@@ -138,7 +138,9 @@ int64_t coop_ssq_row(int64_t rows);
 // Whether that matmul's split-K epilogue fusions (ssq, silu_pairs) apply to weight w (its rows
 // are >= 2 steps of 32 values).
 bool coop_epilogue_fits(const GpuWeight& w);
-// Which kernel matmul() records for these arguments ("matvec", "matmul", "matmul_coopmat").
+// Which kernel matmul() records for these arguments ("matvec", "matmul", "matmul_coopmat",
+// "mmq4_coop"; at 5-32 tokens mmq4_coop runs as its mmq4_frag / mmq4_frag8 variants where the
+// device's fragment layout allows, see shaders/mmq4_coop.comp).
 const char* matmul_kernel(const Context& ctx, int64_t ldx, int64_t n, const GpuWeight& w, Precision p);
 // Whether matmul() takes MatmulFusion::silu_pairs (rope = false) or ::rope (true) for these
 // arguments: the q4 matvec on a device with fixed-size subgroups (the rope variant also needs 11
