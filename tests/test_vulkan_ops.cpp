@@ -669,6 +669,43 @@ TEST(VulkanRuntime, CoopSiluPairsWithoutSplitMatchSeparateOps) {
 
 // rmsnorm writing bf16 (prefill's input of qkv and gate_up on the tensor cores): the f32 result
 // rounded to nearest even, bit for bit; misuse (odd dim, y over x) is an error.
+// The tensor-core q4 matmul at 5-32 tokens runs as mmq4_frag / mmq4_frag8 where the device's
+// cooperative matrices lay out their elements as those variants build them (coop_probe.comp), as
+// NVIDIA's do. A change that broke the probe or the selection would fall back to the slower tile
+// loop without a wrong result, so this checks which pipeline ran (MatmulQuantized and the Coop
+// tests check the results).
+TEST(VulkanRuntime, BatchedDecodeTakesFragmentKernelOnNvidia) {
+  auto ctxs = contexts();
+  int ran = 0;
+  for (auto& ctx : ctxs) {
+    if (ctx->info().vendor_id != 0x10de || !ctx->coopmat()) continue;
+    ++ran;
+    std::mt19937 rng{7};
+    auto r = random_q4(*ctx, rng, 256, 512);
+    ASSERT_TRUE(r.ok());
+    for (int64_t n : {8, 16, 20, 32}) {
+      SCOPED_TRACE(ctx->info().name + " n " + std::to_string(n));
+      auto bx = upload(*ctx, randn(rng, size_t(n * 512)));
+      auto by = vulkan::Buffer::create(*ctx, n * 256 * 4, vulkan::MemoryKind::device);
+      auto cl = vulkan::CommandList::create(*ctx, true);
+      ASSERT_TRUE(by.ok() && cl.ok());
+      ASSERT_TRUE((*cl)->begin().ok());
+      Status st = vulkan::ops::matmul(**cl, by->whole(), 256, bx.whole(), 512, n, r->gpu.w, Precision::fast);
+      ASSERT_TRUE(st.ok()) << st.error();
+      ASSERT_TRUE((*cl)->end().ok());
+      ASSERT_TRUE((*cl)->submit_and_wait().ok());
+      auto prof = (*cl)->profile();
+      ASSERT_TRUE(prof.ok());
+      const bool n8 = (n == 8 || n == 20) && ctx->info().coopmat_nv_f16_16x8x16;
+      const std::string want = n8 ? "mmq4_frag8[" : "mmq4_frag[";
+      std::string ran_labels;
+      for (const vulkan::OpTime& t : *prof) ran_labels += t.label + " ";
+      EXPECT_NE(ran_labels.find(want), std::string::npos) << "ran: " << ran_labels;
+    }
+  }
+  if (!ran) GTEST_SKIP() << "no NVIDIA GPU with cooperative matrices";
+}
+
 TEST(VulkanRuntime, RmsnormBf16Output) {
   auto ctxs = contexts();
   if (ctxs.empty()) GTEST_SKIP() << "no Vulkan device";

@@ -1,0 +1,6 @@
+#!/bin/bash
+set -u
+D=$PWD/.devcarry/vk
+for f in .devcarry/gl/*.deb; do dpkg -x $f /; done; ldconfig
+export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json LD_LIBRARY_PATH=$D/lib
+timeout 300 $D/test_vulkan_ops 2>&1 | grep -E "FAIL|PASSED|OK \]|Failure|ran:|SKIP" | tee $OUT/tests.txt | tail -30
