@@ -175,7 +175,10 @@ Result<bool> probe_coop_layout(Context& ctx) {
     std::fprintf(stderr, "coop probe: length %u\n", got[256]);
     for (uint32_t lane = 0; lane < 32 && got[256] <= 8; ++lane) {
       std::fprintf(stderr, "lane %2u:", lane);
-      for (uint32_t e = 0; e < got[256]; ++e) std::fprintf(stderr, " (%u,%u)", got[lane * got[256] + e] / 16, got[lane * got[256] + e] % 16);
+      for (uint32_t e = 0; e < got[256]; ++e) {
+        const uint32_t v = got[lane * got[256] + e];
+        std::fprintf(stderr, " (%u,%u)", v / 16, v % 16);
+      }
       std::fprintf(stderr, "\n");
     }
   }
@@ -194,7 +197,8 @@ bool coop_frag_layout(Context& ctx) {
     auto r = probe_coop_layout(ctx);
     if (!r.ok()) std::fprintf(stderr, "vulkan: cooperative-matrix layout probe: %s\n", r.error().c_str());
     known = r.ok() && *r ? 1 : 0;
-    if (r.ok() && !*r) std::fprintf(stderr, "vulkan: cooperative matrices lay out their elements otherwise: mmq4_frag off\n");
+    if (r.ok() && !*r)
+      std::fprintf(stderr, "vulkan: cooperative matrices lay out their elements otherwise: mmq4_frag off\n");
   }
   return known == 1;
 }
@@ -603,13 +607,15 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
       uint32_t gx, gz;
       PENSIEVE_TRY(detail::fold_grid(ctx, detail::ceil_div(uint64_t(w.rows), bm), &gx, &gz));
       uint64_t gy = detail::ceil_div(uint64_t(n), bn) * split;
-      if (gy > ctx.info().max_workgroup_count[1]) return errorf("vulkan matmul: %lld tokens exceed the grid", (long long)n);
+      if (gy > ctx.info().max_workgroup_count[1])
+        return errorf("vulkan matmul: %lld tokens exceed the grid", (long long)n);
       return cl.dispatch(pipe, {w.data, sc, bi, x, y, partials, counters, f.ssq.valid() ? f.ssq : y,
                                 f.norm.valid() ? f.norm : f.xg.valid() ? f.xg_norm : x, f.xg.valid() ? f.xg : y},
                          pc, gx, uint32_t(gy), gz);
     };
     auto scratch_fits = [](uint64_t tiles, uint64_t split, uint64_t bm, uint64_t bn) {
-      return split == 1 || (tiles <= Context::kSplitKCounters && tiles * split * bm * bn * 4 <= Context::kSplitKPartialBytes);
+      return split == 1 ||
+             (tiles <= Context::kSplitKCounters && tiles * split * bm * bn * 4 <= Context::kSplitKPartialBytes);
     };
 
     if (frag_applies(ctx, n, w, st)) {
@@ -626,8 +632,10 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
       // ones (N8: less of the tile left empty at 5-8 and 17-24 tokens).
       const bool n8 = ctx.info().coopmat_nv_f16_16x8x16 && !fe.no8 && ((n > 16 && n <= 24) || n <= 8);
       const uint32_t wg = 32 * nw, bm = 16 * rf * nw, bn = n8 ? (n <= 8 ? 8 : 24) : n <= 16 ? 16 : 32;
-      const uint64_t steps = units / 4, tiles = detail::ceil_div(uint64_t(w.rows), bm) * detail::ceil_div(uint64_t(n), bn);
-      const uint64_t smem = uint64_t(2) * bn * 17 * 16 + 8 + uint64_t(f.norm.valid() ? bn : 1) * 4 + uint64_t(nw) * 1024;
+      const uint64_t steps = units / 4;
+      const uint64_t tiles = detail::ceil_div(uint64_t(w.rows), bm) * detail::ceil_div(uint64_t(n), bn);
+      // Shared memory: two x steps of bn rows x 17 uvec4, the flags, inv_rms, the split-1 scratch.
+      const uint64_t smem = uint64_t(2) * bn * 17 * 16 + 8 + uint64_t(f.norm.valid() ? bn : 1) * 4 + nw * 1024ull;
       const uint64_t sms = ctx.info().sm_count ? ctx.info().sm_count : 132;
       const uint64_t target = fe.wgs ? fe.wgs : bn <= 16 ? 3 * sms : bn <= 24 ? sms * 5 / 2 : sms * 3 / 2;
       uint64_t split = fe.split ? fe.split : detail::ceil_div(target, tiles);
@@ -646,10 +654,10 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
           smem > ctx.info().max_shared_memory || !scratch_fits(tiles, split, bm, bn))
         return errorf("vulkan matmul (mmq4_frag): bad tiles (nw %u, rf %u, depth %u, split %llu of %llu steps)", nw,
                       rf, depth, (unsigned long long)split, (unsigned long long)steps);
-      auto pipe = ctx.pipelines().get(
-          n8 ? kMmq4Frag8 : kMmq4Frag, {wg, bm, bn, nw, uint32_t(st), group, f.accumulate ? 1u : 0u, 4u, uint32_t(split), 1u, depth,
-                      f.norm.valid() ? 1u : 0u, ssq_out ? 1u : 0u, f.silu_pairs ? 1u : 0u, f.x_bf16 ? 1u : 0u,
-                      f.y_bf16 ? 1u : 0u, f.xg.valid() ? 1u : 0u});
+      auto pipe = ctx.pipelines().get(n8 ? kMmq4Frag8 : kMmq4Frag,
+                                      {wg, bm, bn, nw, uint32_t(st), group, f.accumulate ? 1u : 0u, 4u, uint32_t(split),
+                                       1u, depth, f.norm.valid() ? 1u : 0u, ssq_out ? 1u : 0u, f.silu_pairs ? 1u : 0u,
+                                       f.x_bf16 ? 1u : 0u, f.y_bf16 ? 1u : 0u, f.xg.valid() ? 1u : 0u});
       if (!pipe.ok()) return std::move(pipe).take_error();
       return launch(**pipe, bm, bn, uint32_t(split));
     }
