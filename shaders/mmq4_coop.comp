@@ -276,23 +276,24 @@ void main() {
     SET_FRAG(AE, da.x, da.y, db.x, db.y)                                                 \
     SET_FRAG(AO, da.z, da.w, db.z, db.w)                                                 \
   }
-#define FMMA1(AF, XO, i, j)                                                              \
+// k-chunk XO (uvec4 offset in x's buffer) of fragments A0 (rows 0-15) and A1 (rows 16-31, FM = 2):
+// each of x's FN fragments is loaded once and multiplied with both.
+#define FMMA1(A0, A1, XO, j)                                                             \
   if (FN > j) {                                                                          \
     BFRAG b;                                                                             \
     coopMatLoadNV(b, Xs, NF * j * SXS + (XO), SXS, true);                                \
-    c##i##j = coopMatMulAddNV(AF, b, c##i##j);                                           \
+    c0##j = coopMatMulAddNV(A0, b, c0##j);                                               \
+    if (FM > 1u) c1##j = coopMatMulAddNV(A1, b, c1##j);                                  \
   }
-#define FMMA(AF, XO, i) { FMMA1(AF, XO, i, 0) FMMA1(AF, XO, i, 1) FMMA1(AF, XO, i, 2) FMMA1(AF, XO, i, 3) }
+#define FMMA(A0, A1, XO) { FMMA1(A0, A1, XO, 0) FMMA1(A0, A1, XO, 1) FMMA1(A0, A1, XO, 2) FMMA1(A0, A1, XO, 3) }
 #define FWORD(j, xb, R)                                                                  \
   {                                                                                      \
     HFRAG a0e, a0o, a1e, a1o;                                                            \
     FBUILD(0, j, R, a0e, a0o)                                                            \
     if (FM > 1u) FBUILD(1, j, R, a1e, a1o)                                               \
     const uint xo = (xb) + 4u * j; /* k-chunk 2j of the step, in uvec4 */                 \
-    FMMA(a0e, xo, 0)                                                                     \
-    if (FM > 1u) FMMA(a1e, xo, 1)                                                        \
-    FMMA(a0o, xo + 2u, 0)                                                                \
-    if (FM > 1u) FMMA(a1o, xo + 2u, 1)                                                   \
+    FMMA(a0e, a1e, xo)                                                                   \
+    FMMA(a0o, a1o, xo + 2u)                                                              \
   }
   // x of one step: octet v = tid + i * WG (< BN * 16) is token v / 16, columns 8 (v % 16) ..
   // + 7 of the step (unit (v % 16) / 4, word v % 4 of the lanes' units).

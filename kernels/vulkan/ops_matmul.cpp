@@ -56,14 +56,12 @@ const KernelDesc kMatmul{"matmul", 5, sizeof(MatPush), 1u << 4, false, false};
 const KernelDesc kMatmulCoop{"matmul_coopmat", 5, sizeof(MatPush), 1u << 4, false, true};
 // Bindings: 0 W, 1 scales, 2 biases, 3 x, 4 y, 5 split-K partials, 6 split-K counters, 7 sums of
 // squares (norm fusion), 8 norm weight (a producer's: the next norm's), 9 bf16 y * norm weight.
-const KernelDesc kMmq4Coop{"mmq4_coop", 10, sizeof(MatPush),
-                           (1u << 4) | (1u << 5) | (1u << 6) | (1u << 7) | (1u << 9), false, true};
-// Its AFRAG variant (weight fragments built in registers; same bindings), and the probe of the
-// fragment layout that variant assumes (bindings: 0 a 16 x 16 f16 matrix, 1 what each lane holds).
-const KernelDesc kMmq4Frag{"mmq4_frag", 10, sizeof(MatPush),
-                           (1u << 4) | (1u << 5) | (1u << 6) | (1u << 7) | (1u << 9), false, true};
-const KernelDesc kMmq4Frag8{"mmq4_frag8", 10, sizeof(MatPush),
-                            (1u << 4) | (1u << 5) | (1u << 6) | (1u << 7) | (1u << 9), false, true};
+constexpr uint32_t kMmq4Writes = (1u << 4) | (1u << 5) | (1u << 6) | (1u << 7) | (1u << 9);
+const KernelDesc kMmq4Coop{"mmq4_coop", 10, sizeof(MatPush), kMmq4Writes, false, true};
+// Its AFRAG variants (weight fragments built in registers; same bindings), and the probe of the
+// fragment layout they assume (bindings: 0 a 16 x 16 f16 matrix, 1 what each lane holds).
+const KernelDesc kMmq4Frag{"mmq4_frag", 10, sizeof(MatPush), kMmq4Writes, false, true};
+const KernelDesc kMmq4Frag8{"mmq4_frag8", 10, sizeof(MatPush), kMmq4Writes, false, true};
 const KernelDesc kCoopProbe{"coop_probe", 2, 0, 1u << 1, false, true};
 
 // Largest token count the matvec handles in one workgroup; more tokens take several token blocks.
@@ -237,7 +235,7 @@ bool coop_env_applies(int64_t n) {
 uint32_t coop_bm(int64_t n) { return coop_env().bm && coop_env_applies(n) ? coop_env().bm : n > 64 ? 128 : 64; }
 // The norm fusion's sums of squares per token, for an output of `rows` rows: one per 64 rows
 // (every tile height is a multiple of 64).
-uint64_t coop_row_tiles(int64_t rows) { return detail::ceil_div(uint64_t(rows), 64); }
+uint64_t ssq_groups(int64_t rows) { return detail::ceil_div(uint64_t(rows), 64); }
 
 // Lanes per row group of the q4 kernel, and whether its subgroup variant applies: the subgroup
 // reduction needs LPR = the subgroup size, so only devices with one fixed size use it.
@@ -439,7 +437,7 @@ Result<GpuWeightBuffers> upload_weight(Context& ctx, const WeightMatrix& w) {
 
 namespace ops {
 
-int64_t coop_ssq_row(int64_t rows) { return int64_t(coop_row_tiles(rows) + 3) / 4 * 4; }
+int64_t coop_ssq_row(int64_t rows) { return int64_t(ssq_groups(rows) + 3) / 4 * 4; }
 bool coop_epilogue_fits(const GpuWeight& w) {
   return w.dtype == DType::q4 && w.words_per_row() % 4 == 0 && w.words_per_row() >= 8;
 }
@@ -593,7 +591,7 @@ Status matmul(CommandList& cl, const BufferSlice& y, int64_t ldy, const BufferSl
     const uint64_t units = uint64_t(w.words_per_row()) / 4;
     // The sums of squares (producer) and silu pairs are written by the split-K sum: >= 2 steps.
     const bool ssq_out = f.ssq.valid() && f.accumulate;
-    pc.ssq_tiles = uint32_t(f.ssq.valid() ? coop_row_tiles(ssq_rows) : 0);
+    pc.ssq_tiles = uint32_t(f.ssq.valid() ? ssq_groups(ssq_rows) : 0);
     pc.eps = f.eps;
     // Records the tiles of bm rows x bn tokens, grid y = token blocks x split.
     auto launch = [&](const Pipeline& pipe, uint32_t bm, uint32_t bn, uint32_t split) -> Status {
