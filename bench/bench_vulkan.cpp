@@ -1,6 +1,7 @@
 // pensieve-vulkan-bench: Vulkan op microbenchmarks with GPU timestamps.
 //
 //   pensieve-vulkan-bench [--device auto|vulkan:N] [--quick] [--sweep] [--check] [--batched] [--attention]
+//                         [--overhead]
 //
 // Prints one line per case: median GPU time per dispatch (timestamps around each dispatch of a
 // recorded list of back-to-back dispatches), bytes actually read per dispatch, GB/s, GFLOP/s, and
@@ -9,7 +10,9 @@
 // cache cannot hold them, so matvec numbers are DRAM numbers. --sweep also tries matvec workgroup
 // shapes; --check compares each matvec's output with the CPU reference on a few rows; --batched
 // runs only the Phi-3-mini projections at batched-decode sizes (16, 20, 32 tokens: mmq4_coop);
-// --attention only decode attention (batched-decode and tg128 contexts, Phi-3 and Phi-4 heads).
+// --attention only decode attention (batched-decode and tg128 contexts, Phi-3 and Phi-4 heads);
+// --overhead only what a dispatch costs beyond its work (chains of tiny dispatches, with and without
+// the barrier a dependent dispatch needs).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -33,7 +36,7 @@ namespace {
 
 struct Args {
   std::string device = "auto";
-  bool quick = false, sweep = false, check = false, batched = false, attention = false;
+  bool quick = false, sweep = false, check = false, batched = false, attention = false, overhead = false;
 };
 
 [[noreturn]] void die(const std::string& msg) {
@@ -389,6 +392,35 @@ void bench_attention(Context& ctx, int n_seqs, int64_t ctx_len, int n_heads, int
             ms, bytes, 4.0 * n_seqs * double(ctx_len) * n_heads * hd, true);
 }
 
+// What a dispatch costs beyond its work: `add` over n floats, 2,000 times in one command list
+// without per-dispatch timestamps (GPU time of the list / 2,000), each dispatch either depending on
+// the one before (same output: a barrier between them, as between the ops of a decode step) or not
+// (its own output slice: no barriers, dispatches may overlap). n = 256 is one workgroup; 132 x 2,048
+// fills every multiprocessor of an H100 / H200 once.
+void bench_overhead(Context& ctx) {
+  constexpr int kReps = 2000;
+  for (int64_t n : {int64_t(256), int64_t(132) * 2048}) {
+    const uint64_t slice = (uint64_t(n) * 4 + 255) / 256 * 256;
+    VBuffer x = device_buffer(ctx, slice, "x"), y = device_buffer(ctx, slice * kReps, "y");
+    for (bool dependent : {true, false}) {
+      auto cl = take(CommandList::create(ctx, false), "CommandList::create");
+      CHECK_OK(cl->begin());
+      for (int i = 0; i < kReps; ++i)
+        CHECK_OK(vulkan::ops::add(*cl, y.slice(dependent ? 0 : uint64_t(i) * slice, uint64_t(n) * 4), x.whole(), n));
+      CHECK_OK(cl->end());
+      std::vector<double> t;
+      for (int rep = 0; rep < 4; ++rep) {  // the first warms up
+        CHECK_OK(cl->submit_and_wait());
+        if (rep > 0) t.push_back(take(cl->gpu_ms(), "gpu_ms") * 1000.0 / kReps);
+      }
+      std::sort(t.begin(), t.end());
+      std::printf("%-12s n %-8lld %-26s %8.2f us per dispatch (%d barriers in %d dispatches)\n", "overhead",
+                  (long long)n, dependent ? "dependent (barrier each)" : "independent (no barriers)", t[1],
+                  cl->barriers(), cl->dispatches());
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -401,7 +433,9 @@ int main(int argc, char** argv) {
     else if (s == "--check") a.check = true;
     else if (s == "--batched") a.batched = true;
     else if (s == "--attention") a.attention = true;
-    else die("usage: pensieve-vulkan-bench [--device auto|vulkan:N] [--quick] [--sweep] [--check] [--batched] [--attention]");
+    else if (s == "--overhead") a.overhead = true;
+    else die("usage: pensieve-vulkan-bench [--device auto|vulkan:N] [--quick] [--sweep] [--check] [--batched] [--attention] "
+             "[--overhead]");
   }
   ContextOptions o;
   o.device = a.device;
@@ -427,6 +461,10 @@ int main(int argc, char** argv) {
   if (a.batched) {  // Phi-3-mini qkv, o_proj, gate_up, down
     for (auto [k, n_out] : {std::pair<int64_t, int64_t>{3072, 9216}, {3072, 3072}, {3072, 16384}, {8192, 3072}})
       bench_matvec(*ctx, a, k, n_out, {16, 20, 32});
+    return 0;
+  }
+  if (a.overhead) {
+    bench_overhead(*ctx);
     return 0;
   }
   if (a.attention) {  // decode attention at the batched-decode and tg128 contexts, Phi-3 and Phi-4 heads
