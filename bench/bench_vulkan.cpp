@@ -419,6 +419,31 @@ void bench_overhead(Context& ctx) {
                   cl->barriers(), cl->dispatches());
     }
   }
+  // The alternative to a barrier: workgroups of one dispatch synchronising among themselves (a
+  // persistent kernel). Needs all of them resident: one per multiprocessor, so NVIDIA only (the
+  // count comes from VK_NV_shader_sm_builtins).
+  const uint32_t sms = ctx.info().sm_count;
+  if (sms == 0) return;
+  constexpr uint32_t kRounds = 2000;
+  for (uint32_t groups : {sms / 4, sms}) {
+    VBuffer counter = device_buffer(ctx, 256, "counter"), flags = device_buffer(ctx, (groups + 2) * 4, "flags");
+    auto cl = take(CommandList::create(ctx, false), "CommandList::create");
+    CHECK_OK(cl->begin());
+    CHECK_OK(cl->fill(counter.whole(), 0));
+    CHECK_OK(cl->fill(flags.whole(), 0));
+    CHECK_OK(vulkan::ops::grid_sync_probe(*cl, counter.whole(), flags.whole(), groups, kRounds));
+    CHECK_OK(cl->end());
+    std::vector<double> t;
+    for (int rep = 0; rep < 4; ++rep) {
+      CHECK_OK(cl->submit_and_wait());
+      if (rep > 0) t.push_back(take(cl->gpu_ms(), "gpu_ms") * 1000.0 / kRounds);
+    }
+    std::sort(t.begin(), t.end());
+    uint32_t gave_up = 0;
+    CHECK_OK(ctx.download(&gave_up, flags, 4, 4));
+    std::printf("%-12s %-4u workgroups   %-26s %8.2f us per round%s\n", "overhead", groups, "grid-wide sync in one dispatch",
+                t[1], gave_up ? " (a workgroup gave up waiting: not all resident)" : "");
+  }
 }
 
 }  // namespace

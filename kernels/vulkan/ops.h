@@ -199,6 +199,12 @@ Status topk(CommandList& cl, const BufferSlice& values, const BufferSlice& indic
 // (sink needs 4 * 1024 bytes).
 Status read_probe(CommandList& cl, const BufferSlice& src, const BufferSlice& sink);
 
+// Benchmark probe: one dispatch of `groups` workgroups (at most one per multiprocessor: they must
+// all be resident) that synchronise grid-wide `rounds` times through `counter` (zeroed first);
+// flags[1] becomes 1 if a workgroup gave up waiting (flags needs groups + 2 words).
+Status grid_sync_probe(CommandList& cl, const BufferSlice& counter, const BufferSlice& flags, uint32_t groups,
+                       uint32_t rounds);
+
 // The device's memory read bandwidth in GB/s (10^9 bytes): read_probe over a device buffer of up
 // to `bytes` (capped by one binding and a quarter of device memory), `passes` times per submission;
 // the best of 3 submissions, timed on the host. The ceiling GPU decode speed is measured against.

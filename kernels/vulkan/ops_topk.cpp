@@ -1,4 +1,4 @@
-// topk / argmax (shaders/topk.comp) and the benchmark read probe (shaders/readbw.comp).
+// topk / argmax (shaders/topk.comp) and the benchmark probes (shaders/readbw.comp, gridsync.comp).
 #include <algorithm>
 #include <chrono>
 
@@ -17,6 +17,12 @@ struct ProbePush {
   uint32_t n_vec4;
 };
 const KernelDesc kReadbw{"readbw", 2, sizeof(ProbePush), 1u << 1, false, false};
+
+struct GridSyncPush {
+  uint32_t rounds, max_polls;
+};
+// Bindings: 0 counter, 1 flags (both written).
+const KernelDesc kGridSync{"gridsync", 2, sizeof(GridSyncPush), 3u, false, false};
 
 // 256 invocations x 8 elements: a 32064-entry vocabulary row is 16 chunks.
 constexpr uint32_t kWg = 256, kEpt = 8, kChunk = kWg * kEpt;
@@ -81,6 +87,15 @@ Status read_probe(CommandList& cl, const BufferSlice& src, const BufferSlice& si
   auto pipe = cl.context().pipelines().get(kReadbw, {256});
   if (!pipe.ok()) return std::move(pipe).take_error();
   return cl.dispatch(**pipe, {src, sink}, ProbePush{uint32_t(src.size / 16)}, 1024);
+}
+
+Status grid_sync_probe(CommandList& cl, const BufferSlice& counter, const BufferSlice& flags, uint32_t groups,
+                       uint32_t rounds) {
+  PENSIEVE_TRY(detail::need("grid_sync_probe", "flags", flags, (uint64_t(groups) + 2) * 4));
+  PENSIEVE_TRY(detail::need("grid_sync_probe", "counter", counter, 4));
+  auto pipe = cl.context().pipelines().get(kGridSync, {256});
+  if (!pipe.ok()) return std::move(pipe).take_error();
+  return cl.dispatch(**pipe, {counter, flags}, GridSyncPush{rounds, 1u << 20}, groups);
 }
 
 Result<double> read_bandwidth_gbs(Context& ctx, uint64_t bytes, int passes) {
