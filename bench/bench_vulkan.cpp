@@ -12,7 +12,7 @@
 // runs only the Phi-3-mini projections at batched-decode sizes (16, 20, 32 tokens: mmq4_coop);
 // --attention only decode attention (batched-decode and tg128 contexts, Phi-3 and Phi-4 heads);
 // --overhead only what a dispatch costs beyond its work (chains of tiny dispatches, with and without
-// the barrier a dependent dispatch needs).
+// the barrier a dependent dispatch needs; on NVIDIA also a grid-wide sync inside one dispatch).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
