@@ -397,6 +397,18 @@ void bench_attention(Context& ctx, int n_seqs, int64_t ctx_len, int n_heads, int
 // the one before (same output: a barrier between them, as between the ops of a decode step) or not
 // (its own output slice: no barriers, dispatches may overlap). n = 256 is one workgroup; 132 x 2,048
 // fills every multiprocessor of an H100 / H200 once.
+// The median GPU time of three submissions of a recorded list (after one to warm up), in us per
+// `per` (dispatches or rounds).
+double median_us(CommandList& cl, int per) {
+  std::vector<double> t;
+  for (int rep = 0; rep < 4; ++rep) {
+    CHECK_OK(cl.submit_and_wait());
+    if (rep > 0) t.push_back(take(cl.gpu_ms(), "gpu_ms") * 1000.0 / per);
+  }
+  std::sort(t.begin(), t.end());
+  return t[1];
+}
+
 void bench_overhead(Context& ctx) {
   constexpr int kReps = 2000;
   for (int64_t n : {int64_t(256), int64_t(132) * 2048}) {
@@ -408,14 +420,9 @@ void bench_overhead(Context& ctx) {
       for (int i = 0; i < kReps; ++i)
         CHECK_OK(vulkan::ops::add(*cl, y.slice(dependent ? 0 : uint64_t(i) * slice, uint64_t(n) * 4), x.whole(), n));
       CHECK_OK(cl->end());
-      std::vector<double> t;
-      for (int rep = 0; rep < 4; ++rep) {  // the first warms up
-        CHECK_OK(cl->submit_and_wait());
-        if (rep > 0) t.push_back(take(cl->gpu_ms(), "gpu_ms") * 1000.0 / kReps);
-      }
-      std::sort(t.begin(), t.end());
+      const double us = median_us(*cl, kReps);
       std::printf("%-12s n %-8lld %-26s %8.2f us per dispatch (%d barriers in %d dispatches)\n", "overhead",
-                  (long long)n, dependent ? "dependent (barrier each)" : "independent (no barriers)", t[1],
+                  (long long)n, dependent ? "dependent (barrier each)" : "independent (no barriers)", us,
                   cl->barriers(), cl->dispatches());
     }
   }
@@ -433,16 +440,11 @@ void bench_overhead(Context& ctx) {
     CHECK_OK(cl->fill(flags.whole(), 0));
     CHECK_OK(vulkan::ops::grid_sync_probe(*cl, counter.whole(), flags.whole(), groups, kRounds));
     CHECK_OK(cl->end());
-    std::vector<double> t;
-    for (int rep = 0; rep < 4; ++rep) {
-      CHECK_OK(cl->submit_and_wait());
-      if (rep > 0) t.push_back(take(cl->gpu_ms(), "gpu_ms") * 1000.0 / kRounds);
-    }
-    std::sort(t.begin(), t.end());
+    const double us = median_us(*cl, int(kRounds));
     uint32_t gave_up = 0;
     CHECK_OK(ctx.download(&gave_up, flags, 4, 4));
     std::printf("%-12s %-4u workgroups   %-26s %8.2f us per round%s\n", "overhead", groups, "grid-wide sync in one dispatch",
-                t[1], gave_up ? " (a workgroup gave up waiting: not all resident)" : "");
+                us, gave_up ? " (a workgroup gave up waiting: not all resident)" : "");
   }
 }
 

@@ -16,11 +16,8 @@ layout(push_constant) uniform Push {
   uint rounds, max_polls;
 } pc;
 
-shared bool gave_up;
-
 void main() {
-  if (gl_LocalInvocationID.x == 0u) gave_up = false;
-  barrier();
+  bool gave_up = false;  // only invocation 0 polls
   for (uint r = 0u; r < pc.rounds; ++r) {
     if (gl_LocalInvocationID.x == 0u && !gave_up) {
       Out[2u + gl_WorkGroupID.x] = r;  // something to publish
