@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -86,7 +87,60 @@ Status VulkanForward::init() {
   PENSIEVE_TRY(upload_weights());
   PENSIEVE_TRY(allocate());
   chunk_attention_ = !batch_invariant() && vulkan::ops::flash_attention_supported(*ctx_, kv_[0], attn_params(c_));
+  // The persistent layer (fast precision: its projections use int8 x): PENSIEVE_VK_PERSISTENT=0
+  // keeps the dispatch-per-op path (A/B runs).
+  static const bool persistent_off = [] {
+    const char* e = std::getenv("PENSIEVE_VK_PERSISTENT");
+    return e && std::string(e) == "0";
+  }();
+  persistent_ = !persistent_off && precision_ == Precision::fast && !layers_.empty() &&
+                vulkan::ops::decode_layer_unsupported(*ctx_, layer_args(0)).empty();
+  if (persistent_) {
+    auto s = make_buffer(*ctx_, uint64_t(c_.n_layers + 1) * 4, MemoryKind::device, "layer sync");
+    if (!s.ok()) return std::move(s).take_error();
+    sync_ = std::move(*s);
+    auto r = make_buffer(*ctx_, 4, MemoryKind::readback, "layer sync readback");
+    if (!r.ok()) return std::move(r).take_error();
+    out_sync_ = std::move(*r);
+    auto cl = CommandList::create(*ctx_);
+    if (!cl.ok()) return std::move(cl).take_error();
+    PENSIEVE_TRY((*cl)->begin());
+    PENSIEVE_TRY((*cl)->fill(sync_.whole(), 0));
+    PENSIEVE_TRY((*cl)->fill(out_sync_.whole(), 0));
+    PENSIEVE_TRY((*cl)->end());
+    PENSIEVE_TRY((*cl)->submit_and_wait());
+  }
   return Status::Ok();
+}
+
+// Layer l of a one-token step as ops::decode_layer takes it (the token's inputs at row 0).
+vulkan::ops::DecodeLayer VulkanForward::layer_args(int l) const {
+  const Layer& L = layers_[size_t(l)];
+  const int half = std::max(c_.rope.rot_dim / 2, 1);
+  vulkan::ops::DecodeLayer d;
+  d.qkv = &L.qkv[0];
+  d.o = &L.o;
+  d.gate_up = &L.gate_up[0];
+  d.down = &L.down;
+  d.attn_norm = L.attn_norm;
+  d.mlp_norm = L.mlp_norm;
+  d.x = x_.slice(0, uint64_t(c_.hidden) * 4);
+  d.qkv_out = qkv_.slice(0, uint64_t(c_.qkv_dim()) * 4);
+  d.attn = attn_.slice(0, uint64_t(c_.q_dim()) * 4);
+  d.gu = gu_.slice(0, uint64_t(c_.ffn) * 4);
+  d.kv = kv_[size_t(l)];
+  d.cos = cos_.slice(0, uint64_t(half) * 4);
+  d.sin = sin_.slice(0, uint64_t(half) * 4);
+  d.slots = slots_.slice(0, 4);
+  d.meta = meta_.slice(0, sizeof(vulkan::SeqMeta));
+  d.tables = tables_.whole();
+  d.sync = sync_.size() ? sync_.whole() : BufferSlice{};
+  d.layer = l;
+  d.n_heads = c_.n_heads;
+  d.rot_dim = c_.rope.rot_dim;
+  d.p = attn_params(c_);
+  d.eps = float(c_.rms_eps);
+  return d;
 }
 
 // ---- Setup -----------------------------------------------------------------------------------
@@ -453,6 +507,7 @@ Status VulkanForward::write_inputs(const Piece& piece, Shape* shape) {
   shape->attn_seqs = per_chunk ? c : 0;
   shape->attn_max_q = per_chunk ? chunk_q : 0;
   shape->attn_decode = per_chunk ? d : 0;
+  shape->persistent = persistent_ && T == 1 && !per_chunk && max_len <= vulkan::ops::kDecodeLayerMaxKeys;
   return Status::Ok();
 }
 
@@ -463,6 +518,18 @@ Status VulkanForward::run_piece(const Piece& piece, float* logits, const TopK* t
   if (!cl.ok()) return std::move(cl).take_error();
   last_ = *cl;
   PENSIEVE_TRY((*cl)->submit_and_wait());
+  if (shape.persistent) {
+    out_sync_.invalidate();
+    if (*static_cast<const uint32_t*>(out_sync_.mapped()) != 0) {
+      // The workgroups did not all run at once (another process on the GPU?): this step's
+      // results are garbage. Rerun it, and every later one, on the dispatch-per-op path.
+      std::fprintf(stderr, "pensieve: vulkan: persistent decode layers gave up waiting; using one dispatch per op\n");
+      persistent_ = false;
+      recordings_.clear();
+      last_ = nullptr;
+      return run_piece(piece, logits, top);
+    }
+  }
   const int64_t V = c_.vocab;
   if (shape.full_rows) {
     out_logits_.invalidate();
@@ -613,7 +680,12 @@ Status VulkanForward::record(CommandList& cl, const Shape& s) {
   PENSIEVE_TRY(cl.begin());
   cl.set_scope("embed");
   PENSIEVE_TRY(ops::embed(cl, x, ids, T, embed_));
-  for (int l = 0; l < c_.n_layers; ++l) {
+  if (s.persistent) {
+    cl.set_scope("layer");
+    for (int l = 0; l < c_.n_layers; ++l) PENSIEVE_TRY(ops::decode_layer(cl, layer_args(l)));
+    PENSIEVE_TRY(cl.copy(sync_.slice(0, 4), out_sync_.slice(0, 4)));
+  }
+  for (int l = 0; l < (s.persistent ? 0 : c_.n_layers); ++l) {
     const Layer& L = layers_[size_t(l)];
     vulkan::MatmulFusion f;
     cl.set_scope("qkv");
@@ -663,8 +735,10 @@ Status VulkanForward::record(CommandList& cl, const Shape& s) {
   const int64_t R = s.full_rows + s.top_rows;
   if (R > 0) {
     cl.set_scope("lm_head");
-    const BufferSlice xl = xl_.slice(0, uint64_t(R * H) * 4);
-    PENSIEVE_TRY(ops::gather_rows(cl, xl, x, gidx_.slice(0, uint64_t(R) * 4), R, H));
+    // (One token with logits: its row is x itself, no gather.)
+    const bool whole = T == 1 && R == 1;
+    const BufferSlice xl = whole ? x : xl_.slice(0, uint64_t(R * H) * 4);
+    if (!whole) PENSIEVE_TRY(ops::gather_rows(cl, xl, x, gidx_.slice(0, uint64_t(R) * 4), R, H));
     vulkan::MatmulFusion f;
     f.norm = final_norm_;
     f.eps = eps;

@@ -24,6 +24,12 @@
 // then the rows that want logits are gathered, lm_head runs with the final norm fused, and either
 // the logits rows or their top-k (GPU selection) are copied to host-visible memory.
 //
+// One-token steps (a single sequence decoding, context <= 512) in fast precision on NVIDIA run
+// each layer as ONE persistent dispatch instead (ops::decode_layer, shaders/decode_layer.comp):
+// one workgroup per multiprocessor, synchronising among themselves between the five stages
+// (H200, Phi-3-mini: 1.47 instead of 1.56 ms of GPU time per token). If its workgroups ever fail
+// to run together (a sync gives up), the step is rerun on the path above, which then stays.
+//
 // Batch invariance: every kernel computes a token's values independently of the batch (the matvec
 // by construction, attention with fixed split positions), so a sequence gets the same tokens alone,
 // batched, chunked or recomputed after preemption. Precision::fast differs from exact where the
@@ -93,9 +99,11 @@ class VulkanForward : public Forward {
     // else one per chunk of up to attn_max_q queries (the tensor-core prefill kernel) and one per
     // single-token sequence (attn_decode of them, the decode kernel); see write_inputs.
     int64_t attn_seqs = 0, attn_max_q = 0, attn_decode = 0;
+    bool persistent = false;  // one token: a persistent dispatch per layer (see record())
     bool operator<(const Shape& o) const {
-      return std::tie(tokens, full_rows, top_rows, k, splits, attn_seqs, attn_max_q, attn_decode) <
-             std::tie(o.tokens, o.full_rows, o.top_rows, o.k, o.splits, o.attn_seqs, o.attn_max_q, o.attn_decode);
+      return std::tie(tokens, full_rows, top_rows, k, splits, attn_seqs, attn_max_q, attn_decode, persistent) <
+             std::tie(o.tokens, o.full_rows, o.top_rows, o.k, o.splits, o.attn_seqs, o.attn_max_q, o.attn_decode,
+                      o.persistent);
     }
   };
 
@@ -108,6 +116,8 @@ class VulkanForward : public Forward {
   Status write_inputs(const Piece& piece, Shape* shape);
   Result<vulkan::CommandList*> recording(const Shape& s);
   Status record(vulkan::CommandList& cl, const Shape& s);
+  Status record_layers_persistent(vulkan::CommandList& cl);
+  vulkan::ops::DecodeLayer layer_args(int l) const;
   Status linear(vulkan::CommandList& cl, const vulkan::BufferSlice& y, int64_t ldy, const vulkan::BufferSlice& x,
                 int64_t ldx, int64_t n, const std::vector<vulkan::GpuWeight>& parts, const vulkan::MatmulFusion& f);
   uint64_t attn_scratch_per_token(uint32_t splits) const;
@@ -139,6 +149,10 @@ class VulkanForward : public Forward {
   // Prefill chunks may take the tensor-core attention: the step is not batch-invariant anyway
   // (tensor-core matmuls) and the device and cache layout support it (set by init()).
   bool chunk_attention_ = false;
+  // One-token steps run each layer as one persistent dispatch (ops::decode_layer; set by init(),
+  // cleared for the process if a step's workgroups ever fail to run together).
+  bool persistent_ = false;
+  vulkan::Buffer sync_, out_sync_;  // its counters, and the give-up flag read back
   uint64_t attn_scratch_bytes_ = 0;
   // Per-step inputs (host-visible) and results (host-readable).
   vulkan::Buffer ids_, slots_, cos_, sin_, meta_, tables_, gidx_;

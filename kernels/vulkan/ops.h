@@ -178,6 +178,30 @@ Status flash_attention(CommandList& cl, const BufferSlice& out, const BufferSlic
 Status rope_store(CommandList& cl, const BufferSlice& qkv, int64_t n, int64_t stride, int n_heads, int rot_dim,
                   const BufferSlice& cos, const BufferSlice& sin, const BufferSlice& slots, const GpuKv& kv);
 
+// One decoder layer of a ONE-token decode step as one persistent dispatch (shaders/decode_layer.comp
+// says how): x += attention and MLP of the layer, the token's k and v into the cache. The
+// workgroups synchronise among themselves, so the grid is one workgroup per multiprocessor and
+// the op exists only where that count is known (NVIDIA). Fast precision (int8 x, integer dot
+// products). `sync` holds 1 + layer + 1 words, zero when first used (the kernel leaves its
+// counter at zero); word 0 is set if a workgroup gave up waiting for the others (the layer's
+// results are then garbage, and its counter is left nonzero).
+struct DecodeLayer {
+  const GpuWeight *qkv = nullptr, *o = nullptr, *gate_up = nullptr, *down = nullptr;  // [gate; up] rows
+  BufferSlice attn_norm, mlp_norm;
+  BufferSlice x, qkv_out, attn, gu;  // f32 [hidden], [qkv rows], [q_dim], [ffn]
+  GpuKv kv;
+  BufferSlice cos, sin, slots, meta, tables;  // as rope_store() and attention() take them (one token)
+  BufferSlice sync;
+  int layer = 0, n_heads = 0, rot_dim = 0;
+  AttnParams p;
+  float eps = 0;
+};
+// Keys one query may see on this path (decode_layer.comp MAXK).
+inline constexpr int64_t kDecodeLayerMaxKeys = 512;
+// Why decode_layer() cannot run this layer on this device ("" if it can).
+std::string decode_layer_unsupported(const Context& ctx, const DecodeLayer& d);
+Status decode_layer(CommandList& cl, const DecodeLayer& d);
+
 // out[i, :] = x[idx[i], :] for i < n; idx u32, x and out f32 rows of dim.
 Status gather_rows(CommandList& cl, const BufferSlice& out, const BufferSlice& x, const BufferSlice& idx, int64_t n,
                    int64_t dim);

@@ -1,5 +1,8 @@
-// Ops that exist for the decoder's recorded step: rope_store (shaders/rope_store.comp) and
-// gather_rows (shaders/gather.comp).
+// Ops that exist for the decoder's recorded step: rope_store (shaders/rope_store.comp),
+// gather_rows (shaders/gather.comp) and the persistent one-token layer (shaders/decode_layer.comp).
+#include <cstdlib>
+#include <string>
+
 #include "kernels/vulkan/ops_util.h"
 
 namespace pensieve::vulkan::ops {
@@ -17,7 +20,95 @@ struct GatherPush {
 // Bindings: 0 x, 1 idx, 2 out (written).
 const KernelDesc kGather{"gather", 3, sizeof(GatherPush), 1u << 2, false, false};
 
+struct DecodeLayerPush {
+  uint32_t hidden, q_dim, n_qkv, ffn;
+  uint32_t n_heads, n_kv_heads, half_rot;
+  uint32_t block_size, block_stride, head_stride, window;
+  float eps, scale;
+  uint32_t layer, max_polls;
+};
+// Bindings: 0-11 W/S/B of qkv, o, gate_up, down; 12, 13 norms; 14 x (read and written), 15 qkv,
+// 16 attn, 17 gu (written); 18 K, 19 V (written); 20 cos, 21 sin, 22 slots, 23 meta, 24 tables;
+// 25 sync (written).
+const KernelDesc kDecodeLayer{"decode_layer", 26, sizeof(DecodeLayerPush),
+                              (1u << 14) | (1u << 15) | (1u << 16) | (1u << 17) | (1u << 18) | (1u << 19) | (1u << 25),
+                              false, false};
+
+// Workgroup size: 512 invocations (128 registers each; the projections keep up to 16 weight units
+// in flight per lane). PENSIEVE_VK_LAYER_WG=768 or 1024 for A/B runs.
+uint32_t decode_layer_wg() {
+  static const uint32_t wg = [] {
+    const char* e = std::getenv("PENSIEVE_VK_LAYER_WG");
+    const int v = e ? std::atoi(e) : 512;
+    return v == 768 || v == 1024 ? uint32_t(v) : 512u;
+  }();
+  return wg;
+}
+
 }  // namespace
+
+std::string decode_layer_unsupported(const Context& ctx, const DecodeLayer& d) {
+  const DeviceInfo& in = ctx.info();
+  if (in.sm_count == 0) return "multiprocessor count unknown (VK_NV_shader_sm_builtins)";
+  if (!in.integer_dot_product || !in.subgroup_shuffle || !ctx.subgroups() || in.subgroup_size != 32)
+    return "needs integer dot products and subgroups of 32 with shuffles";
+  if (in.max_storage_buffers < 26) return "needs 26 storage buffers per stage";
+  const GpuWeight* ws[] = {d.qkv, d.o, d.gate_up, d.down};
+  for (const GpuWeight* w : ws)
+    if (!w || w->dtype != DType::q4 || w->cols % 32 || w->cols > 8 * 32 * 32 || w->scale_dtype != d.qkv->scale_dtype ||
+        w->group_size != d.qkv->group_size || (w->group_size != 32 && w->group_size != 64 && w->group_size != 128) ||
+        (w->scale_dtype != DType::f16 && w->scale_dtype != DType::bf16))
+      return "needs q4 projections of one group size (32, 64, 128) and f16 or bf16 scales, at most 8192 columns";
+  const int64_t H = d.o->rows, hd = d.kv.head_dim, nkv = d.kv.n_kv_heads;
+  if (nkv <= 0 || d.n_heads % nkv || d.n_heads / nkv > 4) return "needs at most 4 query heads per kv head";
+  if (d.qkv->cols != H || d.gate_up->cols != H || d.down->rows != H || d.gate_up->rows != 2 * d.down->cols ||
+      d.o->cols != d.n_heads * hd || d.qkv->rows != (d.n_heads + 2 * nkv) * hd)
+    return "projection shapes do not form a layer";
+  if (hd % 8 || hd > 128 || d.rot_dim % 4 || d.rot_dim > hd) return "needs head_dim a multiple of 8, <= 128";
+  if (d.kv.dtype != DType::f16 || d.kv.head_stride % 8 || d.kv.block_stride % 8) return "needs an f16 cache";
+  return "";
+}
+
+Status decode_layer(CommandList& cl, const DecodeLayer& d) {
+  Context& ctx = cl.context();
+  if (std::string why = decode_layer_unsupported(ctx, d); !why.empty()) return errorf("vulkan decode_layer: %s", why.c_str());
+  const int64_t H = d.o->rows, F = d.down->cols, QD = d.o->cols, hd = d.kv.head_dim, nkv = d.kv.n_kv_heads;
+  PENSIEVE_TRY(detail::need("decode_layer", "x", d.x, uint64_t(H) * 4));
+  PENSIEVE_TRY(detail::need("decode_layer", "qkv", d.qkv_out, uint64_t(d.qkv->rows) * 4));
+  PENSIEVE_TRY(detail::need("decode_layer", "attn", d.attn, uint64_t(QD) * 4));
+  PENSIEVE_TRY(detail::need("decode_layer", "gu", d.gu, uint64_t(F) * 4));
+  PENSIEVE_TRY(detail::need("decode_layer", "cos", d.cos, uint64_t(std::max(d.rot_dim / 2, 1)) * 4));
+  PENSIEVE_TRY(detail::need("decode_layer", "sin", d.sin, uint64_t(std::max(d.rot_dim / 2, 1)) * 4));
+  PENSIEVE_TRY(detail::need("decode_layer", "slots", d.slots, 4));
+  PENSIEVE_TRY(detail::need("decode_layer", "meta", d.meta, sizeof(SeqMeta)));
+  PENSIEVE_TRY(detail::need("decode_layer", "sync", d.sync, uint64_t(d.layer + 2) * 4));
+  const uint32_t wg = decode_layer_wg(), groups = ctx.info().sm_count;
+  const uint64_t ts = uint64_t(groups) * (wg / 32);  // subgroups in the grid
+  const auto units_per_lane = [](int64_t cols) { return uint32_t(detail::ceil_div(uint64_t(cols) / 32, 32)); };
+  // Items per subgroup and round: all of them in one round where the registers allow (a lane
+  // holds rows * units weight units of 5 registers each: 16 of them in 128 registers, 9 in 85, 8 in 64).
+  const uint64_t budget = wg == 1024 ? 8 : wg == 768 ? 9 : 16;
+  const auto per_round = [&](int64_t items, int64_t cols, uint64_t rows_per_item) {
+    const uint64_t cap = std::max<uint64_t>(1, std::min<uint64_t>(8, budget / units_per_lane(cols)) / rows_per_item);
+    return uint32_t(std::clamp<uint64_t>(detail::ceil_div(uint64_t(items), ts), 1, cap));
+  };
+  auto st = detail::scale_type(d.qkv->scale_dtype);
+  if (!st.ok()) return std::move(st).take_error();
+  auto pipe = ctx.pipelines().get(
+      kDecodeLayer, {wg, uint32_t(hd), uint32_t(*st), uint32_t(d.qkv->group_size), uint32_t(d.n_heads / nkv),
+                     units_per_lane(std::max(H, QD)), units_per_lane(F), per_round(d.qkv->rows, H, 1),
+                     per_round(H, QD, 1), per_round(F, H, 2), per_round(H, F, 1), uint32_t(std::max({H, QD, F}) / 32)});
+  if (!pipe.ok()) return std::move(pipe).take_error();
+  DecodeLayerPush pc{uint32_t(H), uint32_t(QD), uint32_t(d.qkv->rows), uint32_t(F), uint32_t(d.n_heads), uint32_t(nkv),
+                     uint32_t(d.rot_dim / 2), uint32_t(d.kv.block_size), uint32_t(d.kv.block_stride),
+                     uint32_t(d.kv.head_stride), uint32_t(d.p.window), d.eps, d.p.scale, uint32_t(d.layer), 1u << 20};
+  const GpuWeight &q = *d.qkv, &o = *d.o, &g = *d.gate_up, &dn = *d.down;
+  return cl.dispatch(**pipe,
+                     {q.data, q.scales, q.biases, o.data, o.scales, o.biases, g.data, g.scales, g.biases, dn.data,
+                      dn.scales, dn.biases, d.attn_norm, d.mlp_norm, d.x, d.qkv_out, d.attn, d.gu, d.kv.k, d.kv.v,
+                      d.cos, d.sin, d.slots, d.meta, d.tables, d.sync},
+                     pc, groups);
+}
 
 Status rope_store(CommandList& cl, const BufferSlice& qkv, int64_t n, int64_t stride, int n_heads, int rot_dim,
                   const BufferSlice& cos, const BufferSlice& sin, const BufferSlice& slots, const GpuKv& kv) {

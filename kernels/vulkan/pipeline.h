@@ -23,7 +23,7 @@ class Context;
 
 // Spec constant 0 is the workgroup size (local_size_x_id = 0) in every pensieve shader.
 inline constexpr int kMaxSpecConstants = 24;
-inline constexpr int kMaxBindings = 12;
+inline constexpr int kMaxBindings = 26;  // decode_layer.comp binds 26
 
 struct KernelDesc {
   const char* name;        // shader name, "rmsnorm" (embedded as shaders/<name>.comp)
