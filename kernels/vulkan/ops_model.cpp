@@ -34,8 +34,8 @@ const KernelDesc kDecodeLayer{"decode_layer", 26, sizeof(DecodeLayerPush),
                               (1u << 14) | (1u << 15) | (1u << 16) | (1u << 17) | (1u << 18) | (1u << 19) | (1u << 25),
                               false, false};
 
-// Workgroup size: 512 invocations (128 registers each; the projections keep up to 16 weight units
-// in flight per lane). PENSIEVE_VK_LAYER_WG=768 or 1024 for A/B runs.
+// Workgroup size: 512 invocations (up to 128 registers each). PENSIEVE_VK_LAYER_WG=768 or 1024 for
+// A/B runs (H200: 1.50 and 1.70 against 1.47 ms per token, RESULTS phase 16).
 uint32_t decode_layer_wg() {
   static const uint32_t wg = [] {
     const char* e = std::getenv("PENSIEVE_VK_LAYER_WG");
@@ -85,19 +85,25 @@ Status decode_layer(CommandList& cl, const DecodeLayer& d) {
   const uint32_t wg = decode_layer_wg(), groups = ctx.info().sm_count;
   const uint64_t ts = uint64_t(groups) * (wg / 32);  // subgroups in the grid
   const auto units_per_lane = [](int64_t cols) { return uint32_t(detail::ceil_div(uint64_t(cols) / 32, 32)); };
-  // Items per subgroup and round: all of them in one round where the registers allow (a lane
-  // holds rows * units weight units of 5 registers each: 16 of them in 128 registers, 9 in 85, 8 in 64).
-  const uint64_t budget = wg == 1024 ? 8 : wg == 768 ? 9 : 16;
-  const auto per_round = [&](int64_t items, int64_t cols, uint64_t rows_per_item) {
-    const uint64_t cap = std::max<uint64_t>(1, std::min<uint64_t>(8, budget / units_per_lane(cols)) / rows_per_item);
+  // Items per subgroup and round (each lane holds rows * units weight units of 5 registers): as
+  // many as the grid needs, capped at 9 units per lane (16 for down, 1 gate/up pair for gate_up).
+  // The caps are measured, not derived: the kernel's registers are its busiest stage's, and a
+  // spill anywhere costs more than a second round (H200, Phi-3-mini, 512 invocations: qkv, o,
+  // gate_up, down at 3, 2, 1, 2 items: 121 registers, no spill, 1.416 ms per token; 4, 2, 2, 1:
+  // 128 registers and a spill, 1.508 ms; RESULTS phase 16).
+  const uint64_t budget = wg == 1024 ? 8 : 9;
+  const auto per_round = [&](int64_t items, int64_t cols, uint64_t rows_per_item, uint64_t units) {
+    const uint64_t cap = std::max<uint64_t>(1, std::min<uint64_t>(8, units / units_per_lane(cols)) / rows_per_item);
     return uint32_t(std::clamp<uint64_t>(detail::ceil_div(uint64_t(items), ts), 1, cap));
   };
   auto st = detail::scale_type(d.qkv->scale_dtype);
   if (!st.ok()) return std::move(st).take_error();
   auto pipe = ctx.pipelines().get(
       kDecodeLayer, {wg, uint32_t(hd), uint32_t(*st), uint32_t(d.qkv->group_size), uint32_t(d.n_heads / nkv),
-                     units_per_lane(std::max(H, QD)), units_per_lane(F), per_round(d.qkv->rows, H, 1),
-                     per_round(H, QD, 1), per_round(F, H, 2), per_round(H, F, 1), uint32_t(std::max({H, QD, F}) / 32)});
+                     units_per_lane(std::max(H, QD)), units_per_lane(F), per_round(d.qkv->rows, H, 1, budget),
+                     per_round(H, QD, 1, budget), per_round(F, H, 2, 2 * units_per_lane(H)),
+                     per_round(H, F, 1, std::max<uint64_t>(budget, 2 * units_per_lane(F))),
+                     uint32_t(std::max({H, QD, F}) / 32)});
   if (!pipe.ok()) return std::move(pipe).take_error();
   DecodeLayerPush pc{uint32_t(H), uint32_t(QD), uint32_t(d.qkv->rows), uint32_t(F), uint32_t(d.n_heads), uint32_t(nkv),
                      uint32_t(d.rot_dim / 2), uint32_t(d.kv.block_size), uint32_t(d.kv.block_stride),

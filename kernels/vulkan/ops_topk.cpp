@@ -1,4 +1,4 @@
-// topk / argmax (shaders/topk.comp) and the benchmark probes (shaders/readbw.comp, gridsync.comp).
+// topk (shaders/topk.comp; k = 1: shaders/argmax.comp) and the benchmark probes (shaders/readbw.comp, gridsync.comp).
 #include <algorithm>
 #include <chrono>
 
@@ -12,6 +12,12 @@ struct TopkPush {
 };
 // Bindings: 0 values in, 1 indices in (pairs stage), 2 values out (written), 3 indices out (written).
 const KernelDesc kTopk{"topk", 4, sizeof(TopkPush), (1u << 2) | (1u << 3), false, false};
+
+struct ArgmaxPush {
+  uint32_t n, in_stride;
+};
+// Bindings: 0 values in, 1 value out, 2 index out (both written).
+const KernelDesc kArgmax{"argmax", 3, sizeof(ArgmaxPush), (1u << 1) | (1u << 2), false, false};
 
 struct ProbePush {
   uint32_t n_vec4;
@@ -49,6 +55,13 @@ Status topk(CommandList& cl, const BufferSlice& values, const BufferSlice& indic
   PENSIEVE_TRY(detail::need("topk", "x", x, uint64_t(rows * n) * 4));
   PENSIEVE_TRY(detail::need("topk", "values", values, uint64_t(rows) * k * 4));
   PENSIEVE_TRY(detail::need("topk", "indices", indices, uint64_t(rows) * k * 4));
+  if (k == 1) {  // one dispatch (shaders/argmax.comp)
+    uint32_t wg = 64;
+    while (wg < 1024 && wg * 2 <= ctx.info().max_workgroup_invocations) wg *= 2;
+    auto pipe = ctx.pipelines().get(kArgmax, {wg});
+    if (!pipe.ok()) return std::move(pipe).take_error();
+    return cl.dispatch(**pipe, {x, values, indices}, ArgmaxPush{uint32_t(n), uint32_t(n)}, 1, uint32_t(rows));
+  }
   uint64_t need = topk_scratch_bytes(rows, n, k);
   if (need) PENSIEVE_TRY(detail::need("topk", "scratch", scratch, need));
   uint64_t plane = need / 4;
