@@ -25,10 +25,11 @@
 // the logits rows or their top-k (GPU selection) are copied to host-visible memory.
 //
 // One-token steps (a single sequence decoding, context <= 512) in fast precision on NVIDIA run
-// each layer as ONE persistent dispatch instead (ops::decode_layer, shaders/decode_layer.comp):
-// one workgroup per multiprocessor, synchronising among themselves between the five stages
-// (H200, Phi-3-mini: 1.47 instead of 1.56 ms of GPU time per token). If its workgroups ever fail
-// to run together (a sync gives up), the step is rerun on the path above, which then stays.
+// each layer as ONE persistent dispatch instead (ops::decode_layer, shaders/decode_layer.comp;
+// q4 weights, head_dim <= 96): one workgroup per multiprocessor, synchronising among themselves
+// between the five stages (H200, Phi-3-mini: 1.40 instead of 1.55 ms of GPU time per token). If
+// its workgroups ever fail to run together (a sync gives up), the step is rerun on the path
+// above, which then stays. PENSIEVE_VK_PERSISTENT=0 turns it off (A/B runs).
 //
 // Batch invariance: every kernel computes a token's values independently of the batch (the matvec
 // by construction, attention with fixed split positions), so a sequence gets the same tokens alone,

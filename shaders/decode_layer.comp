@@ -14,13 +14,14 @@
 //
 // with a grid-wide sync after stages 1-4 (the dispatch boundary follows 5). A projection requests
 // its weights after staging its input (requesting them before the sync measured slower: the
-// input's loads then queue behind them). Attention reads its block table before the sync. The
-// host runs this only where every workgroup can be resident:
-// NVIDIA (multiprocessor count known), one workgroup per multiprocessor, one sequence, a context
-// of at most MAXK keys, q4 weights, f16 cache (forward_vulkan.cpp); elsewhere the dispatch-per-op
-// path runs. A sync gives up after `max_polls` polls (Sync[0] = 1, and the rest of the layer's
-// results are garbage): the host then reruns the step on that path, so a device that does not run
-// the workgroups together costs time, never a hang.
+// input's loads then queue behind them). Attention reads its block table before the sync.
+//
+// The host runs this only where every workgroup can be resident: NVIDIA (multiprocessor count
+// known), one workgroup per multiprocessor; and for one sequence, a context of at most MAXK keys,
+// q4 weights, an f16 cache, head_dim <= 96 (ops_model.cpp says why). Elsewhere the
+// dispatch-per-op path runs. A sync gives up after `max_polls` polls (Sync[0] = 1, and the rest
+// of the layer's results are garbage): the host then reruns the step on that path, so a device
+// that does not run the workgroups together costs time, never a hang.
 //
 // Arithmetic: the fast precision of the dispatch-per-op path. The projections are mvq4.comp's
 // IDOT variant (x' quantized per 32-column unit to int8 with d = max|x'| / 127, a unit's row sum
@@ -52,7 +53,7 @@
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 1024;  // a multiple of 32; subgroups of 32 (host-checked)
-layout(constant_id = 1) const uint HD = 96;    // head_dim: even, <= 128
+layout(constant_id = 1) const uint HD = 96;    // head_dim: a multiple of 8, <= 96 (host-checked; the code takes 128)
 layout(constant_id = 2) const uint STYPE = 1;  // scale / bias plane type (quant.glsl)
 layout(constant_id = 3) const uint GROUP = 64; // quantization group: 32, 64 or 128
 layout(constant_id = 4) const uint QG = 1;     // query heads per kv head, <= 4
