@@ -1,0 +1,17 @@
+#!/bin/bash
+# decode_layer_embed: the first layer looks up the embedding itself (no embed dispatch); A/B.
+set -u
+D=$PWD/.devcarry/vk
+for f in .devcarry/gl/*.deb; do dpkg -x $f /; done; ldconfig
+export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json LD_LIBRARY_PATH=$D/lib
+timeout 200 $D/test_model_golden 2>&1 | grep -E "FAIL|PASSED|Failure|gave up" | head -30
+timeout 200 $D/test_engine --gtest_filter='*ulkan*' 2>&1 | grep -E "FAIL|PASSED|Failure|gave up" | head -30
+for like in phi3-mini phi4-mini; do
+  $D/pensieve make-model --like $like --random --out /tmp/$like --tokenizer tests/data/tokenizers/phi3 > /dev/null 2>&1
+  B="--model /tmp/$like --device vulkan -p 0 -n 128 --no-probe"
+  for rep in 1 2 3; do
+    echo "### $like base"; PENSIEVE_VK_PERSISTENT=0 timeout 60 $D/pensieve bench $B 2>&1 | grep -E "^tg|GPU busy|gave up|rror"
+    echo "### $like persistent"; timeout 60 $D/pensieve bench $B 2>&1 | grep -E "^tg|GPU busy|gave up|rror"
+  done
+done 2>&1 | tee $OUT/pl18.txt
+PENSIEVE_VK_PIPELINE_STATS=1 timeout 60 $D/pensieve bench --model /tmp/phi3-mini --device vulkan -p 0 -n 64 --no-probe --batch 1 --profile 2>&1 | grep -E "decode_layer|GPU per step|^ +[0-9]" | head -8

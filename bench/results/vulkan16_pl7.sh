@@ -1,0 +1,16 @@
+#!/bin/bash
+# Persistent decode layer: v3 attention with a one-round softmax, weights after staging, no gather.
+# after staging; no gather for one token.
+set -u
+D=$PWD/.devcarry/vk
+for f in .devcarry/gl/*.deb; do dpkg -x $f /; done; ldconfig
+export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json LD_LIBRARY_PATH=$D/lib
+timeout 200 $D/test_model_golden 2>&1 | grep -E "FAIL|PASSED|Failure|gave up" | head -30
+timeout 200 $D/test_engine --gtest_filter='*ulkan*' 2>&1 | grep -E "FAIL|PASSED|Failure|gave up" | head -30
+$D/pensieve make-model --like phi3-mini --random --out /tmp/phi3-mini --tokenizer tests/data/tokenizers/phi3 > /dev/null 2>&1
+B="--model /tmp/phi3-mini --device vulkan -p 0 -n 128 --no-probe"
+for rep in 1 2; do
+  echo "### base"; PENSIEVE_VK_PERSISTENT=0 timeout 60 $D/pensieve bench $B 2>&1 | grep -E "^tg|GPU busy|gave up|rror"
+  echo "### persistent"; timeout 60 $D/pensieve bench $B 2>&1 | grep -E "^tg|GPU busy|gave up|rror"
+done 2>&1 | tee $OUT/pl7.txt
+PENSIEVE_VK_PIPELINE_STATS=1 timeout 60 $D/pensieve bench --model /tmp/phi3-mini --device vulkan -p 0 -n 64 --no-probe --batch 1 --profile 2>&1 | grep -E "decode_layer|GPU per step|^ +[0-9]" | head -24 | tee $OUT/pl7_profile.txt
