@@ -154,6 +154,7 @@ class VulkanForward : public Forward {
   // cleared for the process if a step's workgroups ever fail to run together).
   bool persistent_ = false;
   vulkan::Buffer sync_, out_sync_;  // its counters, and the give-up flag read back
+  bool sync_mapped_ = false;         // sync_ is host-visible (no out_sync_)
   uint64_t attn_scratch_bytes_ = 0;
   // Per-step inputs (host-visible) and results (host-readable).
   vulkan::Buffer ids_, slots_, cos_, sin_, meta_, tables_, gidx_;
