@@ -693,7 +693,7 @@ Status VulkanForward::record(CommandList& cl, const Shape& s) {
     for (int l = 0; l < c_.n_layers; ++l) PENSIEVE_TRY(ops::decode_layer(cl, layer_args(l)));
     if (!sync_mapped_) PENSIEVE_TRY(cl.copy(sync_.slice(0, 4), out_sync_.slice(0, 4)));
   }
-  for (int l = 0; l < (s.persistent ? 0 : c_.n_layers); ++l) {
+  for (int l = 0; l < (s.persistent ? 0 : c_.n_layers); ++l) {  // (done above on the persistent path)
     const Layer& L = layers_[size_t(l)];
     vulkan::MatmulFusion f;
     cl.set_scope("qkv");

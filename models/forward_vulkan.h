@@ -117,7 +117,6 @@ class VulkanForward : public Forward {
   Status write_inputs(const Piece& piece, Shape* shape);
   Result<vulkan::CommandList*> recording(const Shape& s);
   Status record(vulkan::CommandList& cl, const Shape& s);
-  Status record_layers_persistent(vulkan::CommandList& cl);
   vulkan::ops::DecodeLayer layer_args(int l) const;
   Status linear(vulkan::CommandList& cl, const vulkan::BufferSlice& y, int64_t ldy, const vulkan::BufferSlice& x,
                 int64_t ldx, int64_t n, const std::vector<vulkan::GpuWeight>& parts, const vulkan::MatmulFusion& f);
