@@ -706,6 +706,176 @@ TEST(VulkanRuntime, BatchedDecodeTakesFragmentKernelOnNvidia) {
   if (!ran) GTEST_SKIP() << "no NVIDIA GPU with cooperative matrices";
 }
 
+// The persistent one-token layer (shaders/decode_layer.comp) against the same layer as separate
+// ops (the decode step's dispatch-per-op path in fast precision): x after the layer, the attention
+// output and the new token's K / V in the cache. Awkward shapes: rows of 6 and 10 units (most lanes
+// idle), 3 query heads per kv head, partial rotary, shuffled blocks, a sliding window, one key.
+// Runs where the op does (NVIDIA); skipped elsewhere.
+TEST(VulkanRuntime, DecodeLayerMatchesSeparateOps) {
+  struct Case {
+    int64_t hidden, ffn;
+    int n_heads, n_kv_heads, head_dim, rot_dim;
+    int64_t pos, window;
+  };
+  const Case cases[] = {
+      {192, 320, 6, 2, 32, 24, 37, 0},
+      {256, 448, 4, 4, 64, 64, 0, 0},     // the first token: one key
+      {192, 320, 6, 3, 32, 32, 300, 41},  // a window inside a long context
+  };
+  auto ctxs = contexts();
+  int ran = 0;
+  for (auto& ctx : ctxs)
+    for (const Case& c : cases) {
+      SCOPED_TRACE(ctx->info().name + " hidden " + std::to_string(c.hidden) + " pos " + std::to_string(c.pos));
+      std::mt19937 rng{uint32_t(c.hidden + c.pos)};
+      const int64_t H = c.hidden, F = c.ffn, hd = c.head_dim, QD = c.n_heads * hd;
+      const int64_t QKV = (c.n_heads + 2 * c.n_kv_heads) * hd;
+      auto wqkv = random_q4(*ctx, rng, QKV, H), wo = random_q4(*ctx, rng, H, QD);
+      auto wgu = random_q4(*ctx, rng, 2 * F, H), wd = random_q4(*ctx, rng, H, F);
+      ASSERT_TRUE(wqkv.ok() && wo.ok() && wgu.ok() && wd.ok());
+
+      // Cache: shuffled blocks of 16, random old keys and values.
+      const int bs = 16;
+      const int64_t n_blocks = c.pos / bs + 2;
+      std::vector<int32_t> table(static_cast<size_t>(n_blocks));
+      std::iota(table.begin(), table.end(), 0);
+      std::shuffle(table.begin(), table.end(), rng);
+      vulkan::GpuKv kv;
+      kv.dtype = DType::f16;
+      kv.block_size = bs;
+      kv.n_kv_heads = c.n_kv_heads;
+      kv.head_dim = int(hd);
+      kv.head_stride = bs * hd;
+      kv.block_stride = kv.head_stride * c.n_kv_heads;
+      std::vector<uint16_t> k0(size_t(n_blocks * kv.block_stride)), v0(k0.size());
+      for (auto& e : k0) e = f32_to_f16(std::normal_distribution<float>(0, 1)(rng));
+      for (auto& e : v0) e = f32_to_f16(std::normal_distribution<float>(0, 1)(rng));
+      const int half = c.rot_dim / 2;
+      std::vector<float> cs(size_t(std::max(half, 1))), sn(cs.size());
+      for (int j = 0; j < half; ++j) {
+        const double a = double(c.pos) * std::pow(10000.0, -2.0 * j / c.rot_dim);
+        cs[size_t(j)] = float(std::cos(a));
+        sn[size_t(j)] = float(std::sin(a));
+      }
+      const uint32_t slot = uint32_t(table[size_t(c.pos / bs)] * kv.block_stride + (c.pos % bs) * hd);
+      const vulkan::SeqMeta meta{0, 1, int32_t(c.pos), 0};
+      auto bmeta = upload(*ctx, std::vector<vulkan::SeqMeta>{meta});
+      auto btab = upload(*ctx, table), bcs = upload(*ctx, cs), bsn = upload(*ctx, sn);
+      auto bslot = upload(*ctx, std::vector<uint32_t>{slot});
+      auto gattn = upload(*ctx, randn(rng, size_t(H))), gmlp = upload(*ctx, randn(rng, size_t(H)));
+      const std::vector<float> x0 = randn(rng, size_t(H), 2.0f);
+      AttnParams ap;
+      ap.n_heads = c.n_heads;
+      ap.scale = 1.0f / std::sqrt(float(hd));
+      ap.window = c.window;
+      ap.q_stride = QKV;
+      ap.out_stride = QD;
+
+      struct Out {
+        std::vector<float> x, attn;
+        std::vector<uint16_t> k, v;
+      };
+      auto run = [&](bool persistent) -> Out {
+        auto bx = upload(*ctx, x0);
+        auto bk = upload(*ctx, k0), bv = upload(*ctx, v0);
+        auto bqkv = vulkan::Buffer::create(*ctx, QKV * 4, vulkan::MemoryKind::device);
+        auto batt = vulkan::Buffer::create(*ctx, QD * 4, vulkan::MemoryKind::device);
+        auto bgu = vulkan::Buffer::create(*ctx, 2 * F * 4, vulkan::MemoryKind::device);
+        auto bsync = upload(*ctx, std::vector<uint32_t>(2, 0u));
+        auto bscr = vulkan::Buffer::create(*ctx, 1 << 20, vulkan::MemoryKind::device);
+        EXPECT_TRUE(bqkv.ok() && batt.ok() && bgu.ok() && bscr.ok());
+        vulkan::GpuKv gkv = kv;
+        gkv.k = bk.whole();
+        gkv.v = bv.whole();
+        auto cl = vulkan::CommandList::create(*ctx);
+        EXPECT_TRUE(cl.ok());
+        EXPECT_TRUE((*cl)->begin().ok());
+        Status st;
+        if (persistent) {
+          vulkan::ops::DecodeLayer d;
+          d.qkv = &wqkv->gpu.w;
+          d.o = &wo->gpu.w;
+          d.gate_up = &wgu->gpu.w;
+          d.down = &wd->gpu.w;
+          d.attn_norm = gattn.whole();
+          d.mlp_norm = gmlp.whole();
+          d.x = bx.whole();
+          d.qkv_out = bqkv->whole();
+          d.attn = batt->whole();
+          d.gu = bgu->whole();
+          d.kv = gkv;
+          d.cos = bcs.whole();
+          d.sin = bsn.whole();
+          d.slots = bslot.whole();
+          d.meta = bmeta.whole();
+          d.tables = btab.whole();
+          d.sync = bsync.whole();
+          d.n_heads = c.n_heads;
+          d.rot_dim = c.rot_dim;
+          d.p = ap;
+          d.eps = 1e-5f;
+          st = vulkan::ops::decode_layer(**cl, d);
+        } else {
+          vulkan::GpuSeqs seqs;
+          seqs.meta = bmeta.whole();
+          seqs.tables = btab.whole();
+          seqs.n_seqs = 1;
+          seqs.max_n_q = 1;
+          seqs.max_kv_len = c.pos + 1;
+          seqs.split_len = 512;
+          const auto f = Precision::fast;
+          st = vulkan::ops::matmul(**cl, bqkv->whole(), QKV, bx.whole(), H, 1, wqkv->gpu.w, f, {},
+                                   {.norm = gattn.whole(), .eps = 1e-5f});
+          if (st.ok())
+            st = vulkan::ops::rope_store(**cl, bqkv->whole(), 1, QKV, c.n_heads, c.rot_dim, bcs.whole(), bsn.whole(),
+                                         bslot.whole(), gkv);
+          if (st.ok()) st = vulkan::ops::attention(**cl, batt->whole(), bqkv->whole(), seqs, gkv, ap, bscr->whole());
+          if (st.ok())
+            st = vulkan::ops::matmul(**cl, bx.whole(), H, batt->whole(), QD, 1, wo->gpu.w, f, {}, {.accumulate = true});
+          if (st.ok())  // silu(gate) * up, F values
+            st = vulkan::ops::matmul(**cl, bgu->whole(), F, bx.whole(), H, 1, wgu->gpu.w, f, {},
+                                     {.norm = gmlp.whole(), .eps = 1e-5f, .silu_pairs = true});
+          if (st.ok())
+            st = vulkan::ops::matmul(**cl, bx.whole(), H, bgu->whole(), F, 1, wd->gpu.w, f, {}, {.accumulate = true});
+        }
+        EXPECT_TRUE(st.ok()) << st.error();
+        EXPECT_TRUE((*cl)->end().ok());
+        EXPECT_TRUE((*cl)->submit_and_wait().ok());
+        return {download<float>(*ctx, bx, size_t(H)), download<float>(*ctx, *batt, size_t(QD)),
+                download<uint16_t>(*ctx, bk, k0.size()), download<uint16_t>(*ctx, bv, v0.size())};
+      };
+      {
+        vulkan::ops::DecodeLayer probe;
+        probe.qkv = &wqkv->gpu.w;
+        probe.o = &wo->gpu.w;
+        probe.gate_up = &wgu->gpu.w;
+        probe.down = &wd->gpu.w;
+        probe.kv = kv;
+        probe.n_heads = c.n_heads;
+        probe.rot_dim = c.rot_dim;
+        if (!vulkan::ops::decode_layer_unsupported(*ctx, probe).empty()) continue;
+      }
+      ++ran;
+      const Out want = run(false), got = run(true);
+      // The same arithmetic up to the order of some sums (sum x^2, a row's lanes, the value rows):
+      // a few ulp, except where that flips the int8 rounding of one of x's values (one step of
+      // d = max|x| / 127 in one product term).
+      EXPECT_CLOSE(got.attn.data(), want.attn.data(), size_t(QD), 1e-9, 1e-4);
+      EXPECT_CLOSE(got.x.data(), want.x.data(), size_t(H), 1e-6, 2e-2);
+      // The cache: old entries untouched, the new k and v equal up to one f16 step.
+      for (size_t i = 0; i < k0.size(); ++i) {
+        for (int kvv = 0; kvv < 2; ++kvv) {
+          const uint16_t a = (kvv ? got.v : got.k)[i], b = (kvv ? want.v : want.k)[i];
+          if (a != b) {
+            ASSERT_LE(std::fabs(f16_to_f32(a) - f16_to_f32(b)), 2e-3f * std::max(1.0f, std::fabs(f16_to_f32(b))))
+                << (kvv ? "V" : "K") << " element " << i;
+          }
+        }
+      }
+    }
+  if (!ran) GTEST_SKIP() << "no device runs the persistent decode layer (NVIDIA)";
+}
+
 TEST(VulkanRuntime, RmsnormBf16Output) {
   auto ctxs = contexts();
   if (ctxs.empty()) GTEST_SKIP() << "no Vulkan device";
