@@ -17,8 +17,7 @@ layout(binding = 1) writeonly buffer OVb { float Vout[]; };
 layout(binding = 2) writeonly buffer OIb { uint Iout[]; };
 
 layout(push_constant) uniform Push {
-  uint n;           // elements per row
-  uint in_stride;   // elements between input rows
+  uint n;  // elements per row (rows are packed)
 } pc;
 
 const float EMPTY_V = -3.402823466e38;
@@ -30,7 +29,7 @@ shared uint si[WG];
 bool better(float av, uint ai, float bv, uint bi) { return av > bv || (av == bv && ai < bi); }
 
 void main() {
-  const uint tid = gl_LocalInvocationID.x, row = gl_WorkGroupID.y, base = row * pc.in_stride;
+  const uint tid = gl_LocalInvocationID.x, row = gl_WorkGroupID.y, base = row * pc.n;
   float bv = EMPTY_V;
   uint bi = EMPTY_I;
   for (uint p0 = tid; p0 < pc.n; p0 += UNR * WG) {

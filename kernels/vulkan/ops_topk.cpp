@@ -14,7 +14,7 @@ struct TopkPush {
 const KernelDesc kTopk{"topk", 4, sizeof(TopkPush), (1u << 2) | (1u << 3), false, false};
 
 struct ArgmaxPush {
-  uint32_t n, in_stride;
+  uint32_t n;
 };
 // Bindings: 0 values in, 1 value out, 2 index out (both written).
 const KernelDesc kArgmax{"argmax", 3, sizeof(ArgmaxPush), (1u << 1) | (1u << 2), false, false};
@@ -61,7 +61,7 @@ Status topk(CommandList& cl, const BufferSlice& values, const BufferSlice& indic
     while (wg < 1024 && wg * 2 <= ctx.info().max_workgroup_invocations) wg *= 2;
     auto pipe = ctx.pipelines().get(kArgmax, {wg});
     if (!pipe.ok()) return std::move(pipe).take_error();
-    return cl.dispatch(**pipe, {x, values, indices}, ArgmaxPush{uint32_t(n), uint32_t(n)}, 1, uint32_t(rows));
+    return cl.dispatch(**pipe, {x, values, indices}, ArgmaxPush{uint32_t(n)}, 1, uint32_t(rows));
   }
   uint64_t need = topk_scratch_bytes(rows, n, k);
   if (need) PENSIEVE_TRY(detail::need("topk", "scratch", scratch, need));
