@@ -515,6 +515,7 @@ Status VulkanForward::write_inputs(const Piece& piece, Shape* shape) {
   shape->attn_max_q = per_chunk ? chunk_q : 0;
   shape->attn_decode = per_chunk ? d : 0;
   shape->persistent = persistent_ && T == 1 && !per_chunk && max_len <= vulkan::ops::kDecodeLayerMaxKeys;
+  shape->one_query = max_q == 1;
   return Status::Ok();
 }
 
@@ -671,6 +672,17 @@ Status VulkanForward::record(CommandList& cl, const Shape& s) {
   const int hd = c_.head_dim, rot = c_.rope.rot_dim;
   const bool fuse_rope = !layers_.empty() && hd % 4 == 0 && (hd - rot) % 4 == 0 &&
                          ops::matmul_fuses(*ctx_, H, T, layers_[0].qkv[0], precision_, true);
+  // Else, in a decode step (one query per sequence) on the tensor cores, the decode attention does
+  // rope_store's work (shaders/attn_dec4.comp): 32 dispatches fewer, ~4% of a 20-sequence step.
+  // Not where results are batch-invariant: its RoPE is the same arithmetic as the matvec's, but
+  // not necessarily the same rounding (contraction into FMAs is the compiler's choice).
+  // PENSIEVE_VK_ATTN_ROPE=0 turns it off (A/B runs).
+  static const bool attn_rope_off = [] {
+    const char* e = std::getenv("PENSIEVE_VK_ATTN_ROPE");
+    return e && std::string(e) == "0";
+  }();
+  const bool attn_rope = !attn_rope_off && !fuse_rope && !layers_.empty() && s.one_query && !s.attn_seqs &&
+                         !batch_invariant() && ops::attention_fuses_rope(kv_[0], rot);
   // (Last clause: prefill's tensor-core gate_up, without a split, writes silu(gate) * up from its
   // fragments.)
   const bool fuse_silu = !layers_.empty() && F % 4 == 0 &&
@@ -709,11 +721,15 @@ Status VulkanForward::record(CommandList& cl, const Shape& s) {
       f.rope = nullptr;
     } else {
       PENSIEVE_TRY(linear(cl, qkv, QKV, qkv_in, H, T, L.qkv, f));
-      cl.set_scope("rope_store");
-      PENSIEVE_TRY(ops::rope_store(cl, qkv, T, QKV, c_.n_heads, rot, cs, sn, slots, kv_[size_t(l)]));
+      if (!attn_rope) {
+        cl.set_scope("rope_store");
+        PENSIEVE_TRY(ops::rope_store(cl, qkv, T, QKV, c_.n_heads, rot, cs, sn, slots, kv_[size_t(l)]));
+      }
     }
     cl.set_scope("attention");
-    if (s.attn_seqs) {
+    if (attn_rope) {
+      PENSIEVE_TRY(ops::attention(cl, attn, qkv, seqs, kv_[size_t(l)], ap, attn_scratch_.whole(), &rs));
+    } else if (s.attn_seqs) {
       PENSIEVE_TRY(ops::flash_attention(cl, attn, qkv, seqs, kv_[size_t(l)], ap));
       if (s.attn_decode) PENSIEVE_TRY(ops::attention(cl, attn, qkv, decode_seqs, kv_[size_t(l)], ap, attn_scratch_.whole()));
     } else {

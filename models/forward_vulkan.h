@@ -101,10 +101,11 @@ class VulkanForward : public Forward {
     // single-token sequence (attn_decode of them, the decode kernel); see write_inputs.
     int64_t attn_seqs = 0, attn_max_q = 0, attn_decode = 0;
     bool persistent = false;  // one token: a persistent dispatch per layer (see record())
+    bool one_query = false;   // every token is the only one of its sequence (decode)
     bool operator<(const Shape& o) const {
-      return std::tie(tokens, full_rows, top_rows, k, splits, attn_seqs, attn_max_q, attn_decode, persistent) <
-             std::tie(o.tokens, o.full_rows, o.top_rows, o.k, o.splits, o.attn_seqs, o.attn_max_q, o.attn_decode,
-                      o.persistent);
+      return std::tie(tokens, full_rows, top_rows, k, splits, attn_seqs, attn_max_q, attn_decode, persistent,
+                      one_query) < std::tie(o.tokens, o.full_rows, o.top_rows, o.k, o.splits, o.attn_seqs,
+                                            o.attn_max_q, o.attn_decode, o.persistent, o.one_query);
     }
   };
 

@@ -876,6 +876,123 @@ TEST(VulkanRuntime, DecodeLayerMatchesSeparateOps) {
   if (!ran) GTEST_SKIP() << "no device runs the persistent decode layer (NVIDIA)";
 }
 
+// Batched decode's RoPE + KV store inside the decode attention (attn_dec4 with ROPE) against
+// rope_store followed by the attention: sequences of one query each at awkward positions (the
+// first token, split boundaries with 128-key splits, a window), GQA and partial rotary.
+TEST(VulkanRuntime, AttentionRopeFusionMatchesRopeStore) {
+  struct Case {
+    int n_heads, n_kv_heads, head_dim, rot_dim;
+    int64_t window;
+  };
+  const Case cases[] = {{6, 2, 32, 24, 0}, {4, 4, 96, 96, 0}, {6, 3, 64, 48, 100}};
+  const std::vector<int64_t> positions = {0, 7, 127, 128, 300, 45};
+  auto ctxs = contexts();
+  if (ctxs.empty()) GTEST_SKIP() << "no Vulkan device (or no loader)";
+  for (auto& ctx : ctxs)
+    for (const Case& c : cases) {
+      SCOPED_TRACE(ctx->info().name + " head_dim " + std::to_string(c.head_dim));
+      std::mt19937 rng{uint32_t(c.head_dim + c.rot_dim)};
+      const int64_t hd = c.head_dim, QD = c.n_heads * hd, QKV = (c.n_heads + 2 * c.n_kv_heads) * hd;
+      const int64_t n = int64_t(positions.size());
+      const int bs = 16, half = c.rot_dim / 2;
+      vulkan::GpuKv kv;
+      kv.dtype = DType::f16;
+      kv.block_size = bs;
+      kv.n_kv_heads = c.n_kv_heads;
+      kv.head_dim = int(hd);
+      kv.head_stride = bs * hd;
+      kv.block_stride = kv.head_stride * c.n_kv_heads;
+      ASSERT_TRUE(vulkan::ops::attention_fuses_rope(kv, c.rot_dim));
+      // Each sequence's blocks: its own, shuffled over the pool.
+      std::vector<int64_t> nblk;
+      int64_t n_blocks = 0;
+      for (int64_t p : positions) n_blocks += nblk.emplace_back(p / bs + 1);
+      std::vector<int32_t> pool(static_cast<size_t>(n_blocks));
+      std::iota(pool.begin(), pool.end(), 0);
+      std::shuffle(pool.begin(), pool.end(), rng);
+      std::vector<vulkan::SeqMeta> meta;
+      std::vector<uint32_t> slots;
+      std::vector<float> cs(size_t(n * std::max(half, 1))), sn(cs.size());
+      int32_t off = 0;
+      for (int64_t t = 0; t < n; ++t) {
+        const int64_t p = positions[size_t(t)];
+        meta.push_back({int32_t(t), 1, int32_t(p), off});
+        slots.push_back(uint32_t(pool[size_t(off + p / bs)] * kv.block_stride + (p % bs) * hd));
+        for (int j = 0; j < half; ++j) {
+          const double a = double(p) * std::pow(10000.0, -2.0 * j / c.rot_dim);
+          cs[size_t(t * half + j)] = float(std::cos(a));
+          sn[size_t(t * half + j)] = float(std::sin(a));
+        }
+        off += int32_t(nblk[size_t(t)]);
+      }
+      std::vector<uint16_t> k0(size_t(n_blocks * kv.block_stride)), v0(k0.size());
+      for (auto& e : k0) e = f32_to_f16(std::normal_distribution<float>(0, 1)(rng));
+      for (auto& e : v0) e = f32_to_f16(std::normal_distribution<float>(0, 1)(rng));
+      const std::vector<float> qkv0 = randn(rng, size_t(n * QKV));
+      auto bmeta = upload(*ctx, meta), btab = upload(*ctx, pool), bslot = upload(*ctx, slots);
+      auto bcs = upload(*ctx, cs), bsn = upload(*ctx, sn);
+      AttnParams ap;
+      ap.n_heads = c.n_heads;
+      ap.scale = 1.0f / std::sqrt(float(hd));
+      ap.window = c.window;
+      ap.q_stride = QKV;
+      ap.out_stride = QD;
+      vulkan::GpuSeqs seqs;
+      seqs.meta = bmeta.whole();
+      seqs.tables = btab.whole();
+      seqs.n_seqs = int(n);
+      seqs.max_n_q = 1;
+      seqs.max_kv_len = 301;
+      seqs.split_len = 128;  // three splits for position 300
+
+      struct Out {
+        std::vector<float> attn;
+        std::vector<uint16_t> k, v;
+      };
+      auto run = [&](bool fused) -> Out {
+        auto bqkv = upload(*ctx, qkv0), bk = upload(*ctx, k0), bv = upload(*ctx, v0);
+        auto batt = vulkan::Buffer::create(*ctx, uint64_t(n * QD) * 4, vulkan::MemoryKind::device);
+        auto bscr = vulkan::Buffer::create(*ctx, 1 << 20, vulkan::MemoryKind::device);
+        EXPECT_TRUE(batt.ok() && bscr.ok());
+        vulkan::GpuKv gkv = kv;
+        gkv.k = bk.whole();
+        gkv.v = bv.whole();
+        vulkan::RopeStoreFusion rs{bcs.whole(), bsn.whole(), bslot.whole(), gkv, c.n_heads, c.rot_dim};
+        auto cl = vulkan::CommandList::create(*ctx);
+        EXPECT_TRUE(cl.ok());
+        EXPECT_TRUE((*cl)->begin().ok());
+        Status st;
+        if (fused) {
+          st = vulkan::ops::attention(**cl, batt->whole(), bqkv.whole(), seqs, gkv, ap, bscr->whole(), &rs);
+        } else {
+          st = vulkan::ops::rope_store(**cl, bqkv.whole(), n, QKV, c.n_heads, c.rot_dim, bcs.whole(), bsn.whole(),
+                                       bslot.whole(), gkv);
+          if (st.ok()) st = vulkan::ops::attention(**cl, batt->whole(), bqkv.whole(), seqs, gkv, ap, bscr->whole());
+        }
+        EXPECT_TRUE(st.ok()) << st.error();
+        EXPECT_TRUE((*cl)->end().ok());
+        EXPECT_TRUE((*cl)->submit_and_wait().ok());
+        return {download<float>(*ctx, *batt, size_t(n * QD)), download<uint16_t>(*ctx, bk, k0.size()),
+                download<uint16_t>(*ctx, bv, v0.size())};
+      };
+      const Out want = run(false), got = run(true);
+      // The same arithmetic in the same order; the compiler may contract RoPE's products into
+      // FMAs differently in the two shaders (an ulp of the rotated q and k; see forward_vulkan.cpp).
+      EXPECT_CLOSE(got.attn.data(), want.attn.data(), size_t(n * QD), 1e-10, 1e-5);
+      size_t changed = 0;
+      for (size_t i = 0; i < k0.size(); ++i)
+        for (int kvv = 0; kvv < 2; ++kvv) {
+          const uint16_t a = (kvv ? got.v : got.k)[i], b = (kvv ? want.v : want.k)[i];
+          changed += a != (kvv ? v0 : k0)[i];
+          if (a != b)  // one f16 step at most (the rounding of an ulp-different f32)
+            ASSERT_LE(std::fabs(f16_to_f32(a) - f16_to_f32(b)), 1e-3f * std::max(1.0f, std::fabs(f16_to_f32(b))))
+                << (kvv ? "V" : "K") << " element " << i;
+        }
+      // Every token's k and v rows were written (a random old value may equal the new one).
+      EXPECT_GE(changed, size_t(0.99 * double(2 * n * c.n_kv_heads * hd)));
+    }
+}
+
 TEST(VulkanRuntime, RmsnormBf16Output) {
   auto ctxs = contexts();
   if (ctxs.empty()) GTEST_SKIP() << "no Vulkan device";

@@ -159,8 +159,13 @@ Status rope(CommandList& cl, const BufferSlice& x, int64_t n, int64_t stride, in
 // Causal GQA attention over the paged cache (kernels.h). Few queries per sequence (max_n_q <= 4)
 // take the split-K decode kernel (+ combine pass), others the tiled prefill kernel.
 uint64_t attention_scratch_bytes(const Context& ctx, const GpuSeqs& s, const GpuKv& kv, const AttnParams& p);
+// rope (decode with one query per sequence, f16 cache; attention_fuses_rope()): q holds the qkv
+// rows as the projection wrote them, and the kernel does rope_store()'s work on the way (RoPE on
+// q and the new key, the new key and value into the cache), with the same results.
+bool attention_fuses_rope(const GpuKv& kv, int rot_dim);
 Status attention(CommandList& cl, const BufferSlice& out, const BufferSlice& q, const GpuSeqs& s,
-                 const GpuKv& kv, const AttnParams& p, const BufferSlice& scratch);
+                 const GpuKv& kv, const AttnParams& p, const BufferSlice& scratch,
+                 const RopeStoreFusion* rope = nullptr);
 
 // The same attention for prefill chunks on tensor cores (f16 q, k, v and probabilities, f32 scores
 // and sums; Precision::fast only): 16-query tiles (shaders/attn_flash.comp) or 64-query tiles that

@@ -14,12 +14,15 @@ struct DecodePush {
   uint32_t window;
   float scale;
   uint32_t n_splits, split_len, qmax;
+  uint32_t half_rot;  // attn_dec4 with the RoPE fusion only
 };
 static_assert(sizeof(DecodePush) <= 128);
 // Bindings: 0 q, 1 k, 2 v, 3 meta, 4 tables, 5 out (written), 6 partials (written).
 const KernelDesc kDecode{"attn_decode", 7, sizeof(DecodePush), (1u << 5) | (1u << 6), true, false};
-// The same op with 16-byte K/V loads (same bindings and push constants).
-const KernelDesc kDecode4{"attn_dec4", 7, sizeof(DecodePush), (1u << 5) | (1u << 6), true, false};
+// The same op with 16-byte K/V loads (same push constants); its RoPE fusion adds 7 cos, 8 sin,
+// 9 slots, 10 k and 11 v (written; without the fusion, stand-ins the shader does not touch).
+const KernelDesc kDecode4{"attn_dec4", 12, sizeof(DecodePush), (1u << 5) | (1u << 6) | (1u << 10) | (1u << 11), true,
+                          false};
 
 struct CombinePush {
   uint32_t n_heads, out_stride, n_splits, qmax;
@@ -52,6 +55,7 @@ constexpr uint32_t kWg = 128;
 // order of the softmax sums, so it must not change between steps).
 struct Dec4Shape {
   uint32_t wg = kWg, kb = 12, vb = 16;
+  bool overridden = false;
 };
 const Dec4Shape& dec4_shape() {
   static const Dec4Shape s = [] {
@@ -59,11 +63,25 @@ const Dec4Shape& dec4_shape() {
     if (const char* e = std::getenv("PENSIEVE_VK_ATTN")) {
       Dec4Shape t;
       if (std::sscanf(e, "%u,%u,%u", &t.wg, &t.kb, &t.vb) == 3 && (t.wg == 64 || t.wg == 128 || t.wg == 256) &&
-          t.kb >= 1 && t.kb <= 16 && t.vb >= 1 && t.vb <= 16)
+          t.kb >= 1 && t.kb <= 16 && t.vb >= 1 && t.vb <= 16) {
         r = t;
+        r.overridden = true;
+      }
     }
     return r;
   }();
+  return s;
+}
+// With the RoPE fusion (batched decode), grids of up to 7 workgroups per multiprocessor take 8 K
+// loads and 8 V rows in flight instead: the kernel then needs 72 registers instead of 95 on the
+// H200, 7 workgroups fit a multiprocessor instead of 5, and such a grid runs in one wave. Measured
+// (bench/RESULTS.md phase 17): 24 sequences x 32 heads 4.01 -> 3.80 ms per step, 28: 4.73 -> 4.52,
+// 20: 3.71 -> 3.69, 8-16 equal or better; at 32 (1,024 workgroups, two waves either way) 4.82 ->
+// 4.88, so larger grids keep the deeper loads. Loads in flight only schedule: the sums are the same.
+Dec4Shape dec4_rope_shape(const Context& ctx, uint64_t workgroups) {
+  Dec4Shape s = dec4_shape();
+  const uint64_t sms = ctx.info().sm_count;
+  if (!s.overridden && sms > 0 && workgroups <= 7 * sms) s.kb = s.vb = 8;
   return s;
 }
 // Sequences with at most this many queries take the decode kernel (one workgroup per query row).
@@ -120,7 +138,18 @@ Status check(const Context& ctx, const GpuSeqs& s, const GpuKv& kv, const AttnPa
   return Status::Ok();
 }
 
+// attn_dec4 runs for this head_dim and cache layout (16-byte rows).
+bool dec4_fits(const GpuKv& kv) {
+  const int64_t epv = kv.dtype == DType::f16 ? 8 : 4;
+  return kv.head_dim % epv == 0 && kv.block_stride % epv == 0 && kv.head_stride % epv == 0 &&
+         uint32_t(kv.head_dim / epv) <= dec4_shape().wg;
+}
+
 }  // namespace
+
+bool attention_fuses_rope(const GpuKv& kv, int rot_dim) {
+  return kv.dtype == DType::f16 && dec4_fits(kv) && rot_dim >= 0 && rot_dim <= kv.head_dim && rot_dim % 2 == 0;
+}
 
 uint64_t attention_scratch_bytes(const Context& ctx, const GpuSeqs& s, const GpuKv& kv, const AttnParams& p) {
   if (s.max_n_q > kDecodeMaxQ) return 0;
@@ -130,12 +159,24 @@ uint64_t attention_scratch_bytes(const Context& ctx, const GpuSeqs& s, const Gpu
 }
 
 Status attention(CommandList& cl, const BufferSlice& out, const BufferSlice& q, const GpuSeqs& s, const GpuKv& kv,
-                 const AttnParams& p, const BufferSlice& scratch) {
+                 const AttnParams& p, const BufferSlice& scratch, const RopeStoreFusion* rope) {
   Context& ctx = cl.context();
   if (s.n_seqs == 0 || s.max_n_q == 0) return Status::Ok();
   PENSIEVE_TRY(check(ctx, s, kv, p));
   const uint32_t hd = uint32_t(kv.head_dim), kv_f16 = kv.dtype == DType::f16 ? 1 : 0;
   const uint32_t group = uint32_t(p.n_heads / kv.n_kv_heads);
+  if (rope) {
+    const int half = rope->rot_dim / 2;
+    if (!attention_fuses_rope(kv, rope->rot_dim) || rope->n_heads != p.n_heads)
+      return errorf("vulkan attention: no RoPE fusion for head_dim %d, rot_dim %d, this cache", kv.head_dim, rope->rot_dim);
+    if (s.max_n_q != 1) return errorf("vulkan attention: the RoPE fusion takes one query per sequence");
+    if (p.q_stride < (p.n_heads + 2 * int64_t(kv.n_kv_heads)) * kv.head_dim)
+      return errorf("vulkan attention: the RoPE fusion reads q, k and v heads from q's rows");
+    const uint64_t rows = uint64_t(s.n_seqs);
+    PENSIEVE_TRY(detail::need("attention", "cos", rope->cos, rows * std::max(half, 1) * 4));
+    PENSIEVE_TRY(detail::need("attention", "sin", rope->sin, rows * std::max(half, 1) * 4));
+    PENSIEVE_TRY(detail::need("attention", "slots", rope->slots, rows * 4));
+  }
 
   if (s.max_n_q <= kDecodeMaxQ) {
     DecodePlan d = plan_decode(s, p);
@@ -143,22 +184,27 @@ Status attention(CommandList& cl, const BufferSlice& out, const BufferSlice& q, 
     if (need) PENSIEVE_TRY(detail::need("attention", "scratch", scratch, need));
     DecodePush pc{uint32_t(p.n_heads), group, uint32_t(kv.block_size), uint32_t(kv.block_stride),
                   uint32_t(kv.head_stride), uint32_t(p.q_stride), uint32_t(p.out_stride), uint32_t(p.window),
-                  p.scale, d.n_splits, d.split_len, uint32_t(s.max_n_q)};
+                  p.scale, d.n_splits, d.split_len, uint32_t(s.max_n_q), rope ? uint32_t(rope->rot_dim / 2) : 0u};
     // attn_dec4 reads K and V rows as 16-byte vectors: every row offset must be a multiple of 8
     // (f16) or 4 (f32) elements.
-    const int64_t epv = kv_f16 ? 8 : 4;
-    const Dec4Shape& sh = dec4_shape();
-    const bool vec = hd % epv == 0 && kv.block_stride % epv == 0 && kv.head_stride % epv == 0 &&
-                     uint32_t(hd / epv) <= sh.wg;
-    auto pipe = vec ? ctx.pipelines().get(kDecode4, {sh.wg, hd, kv_f16, sh.kb, sh.vb})
-                    : ctx.pipelines().get(kDecode, {kWg, hd, kv_f16});
-    if (!pipe.ok()) return std::move(pipe).take_error();
     if (d.n_splits > ctx.info().max_workgroup_count[0]) return errorf("vulkan attention: too many splits");
     const uint32_t gz = uint32_t(s.n_seqs * s.max_n_q);
+    const Dec4Shape sh = rope ? dec4_rope_shape(ctx, uint64_t(d.n_splits) * uint64_t(p.n_heads) * gz) : dec4_shape();
+    const bool vec = dec4_fits(kv);
+    auto pipe = vec ? ctx.pipelines().get(kDecode4, {sh.wg, hd, kv_f16, sh.kb, sh.vb, rope ? 1u : 0u})
+                    : ctx.pipelines().get(kDecode, {kWg, hd, kv_f16});
+    if (!pipe.ok()) return std::move(pipe).take_error();
     // With one split the partials binding is unused: bind the output there too.
     const BufferSlice& part = d.n_splits > 1 ? scratch : out;
-    PENSIEVE_TRY(cl.dispatch(**pipe, {q, kv.k, kv.v, s.meta, s.tables, out, part}, pc, d.n_splits,
-                             uint32_t(p.n_heads), gz));
+    if (!vec)
+      PENSIEVE_TRY(cl.dispatch(**pipe, {q, kv.k, kv.v, s.meta, s.tables, out, part}, pc, d.n_splits,
+                               uint32_t(p.n_heads), gz));
+    else if (rope)
+      PENSIEVE_TRY(cl.dispatch(**pipe, {q, kv.k, kv.v, s.meta, s.tables, out, part, rope->cos, rope->sin, rope->slots, kv.k, kv.v},
+                               pc, d.n_splits, uint32_t(p.n_heads), gz));
+    else
+      PENSIEVE_TRY(cl.dispatch(**pipe, {q, kv.k, kv.v, s.meta, s.tables, out, part, s.meta, s.meta, s.meta, out, out},
+                               pc, d.n_splits, uint32_t(p.n_heads), gz));
     if (d.n_splits == 1) return Status::Ok();
     auto comb = ctx.pipelines().get(kCombine, {kWg, hd});
     if (!comb.ok()) return std::move(comb).take_error();
