@@ -759,8 +759,10 @@ Status VulkanForward::record(CommandList& cl, const Shape& s) {
   const int64_t R = s.full_rows + s.top_rows;
   if (R > 0) {
     cl.set_scope("lm_head");
-    // (One token with logits: its row is x itself, no gather.)
-    const bool whole = T == 1 && R == 1;
+    // Every token wants logits of one kind (a decode step): the rows are x's, in order (see
+    // write_inputs), so no gather. (Normalising them from the last down projection's sums of
+    // squares instead of an rmsnorm dispatch measured slower: 32,064 rows normalise x per tile.)
+    const bool whole = R == T && (s.full_rows == 0 || s.top_rows == 0);
     const BufferSlice xl = whole ? x : xl_.slice(0, uint64_t(R * H) * 4);
     if (!whole) PENSIEVE_TRY(ops::gather_rows(cl, xl, x, gidx_.slice(0, uint64_t(R) * 4), R, H));
     vulkan::MatmulFusion f;
