@@ -5,12 +5,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "models/model.h"
+#include "models/rope.h"
 #include "tensor/safetensors.h"
 
 namespace pensieve {
@@ -176,6 +178,34 @@ TEST(ModelLoad, BadConfigsNameTheField) {
   std::string d = fresh_dir("notjson");
   put(d + "/config.json", "{\"hidden_size\": 12");
   EXPECT_NE(load_error(d).find("config.json"), std::string::npos);
+}
+
+// RoPE's cos/sin come from tables grown on demand below RopeTables::kCached: whatever the order
+// positions are asked in, and past the tables, the values are those of the formula (rope.h).
+TEST(RopeTables, CachedValuesAreTheFormulas) {
+  RopeConfig r;
+  r.theta = 10000.0;
+  r.rot_dim = 24;
+  r.longrope = true;
+  for (int i = 0; i < 12; ++i) {
+    r.short_factor.push_back(1.0 + 0.1 * i);
+    r.long_factor.push_back(2.0 + 0.5 * i);
+  }
+  r.attention_factor = 1.19;
+  r.linear_factor = 1.5;
+  RopeTables t(r);
+  const int64_t positions[] = {700, 0, 1, 255, 256, 257, 40000, 5000, 699, RopeTables::kCached - 1, RopeTables::kCached};
+  for (bool lg : {false, true})
+    for (int64_t pos : positions) {
+      float c[12], s[12];
+      t.fill(pos, lg, c, s);
+      for (int i = 0; i < 12; ++i) {
+        const double inv = 1.0 / ((lg ? r.long_factor : r.short_factor)[size_t(i)] * std::pow(r.theta, 2.0 * i / 24));
+        const double a = double(pos) / r.linear_factor * inv;
+        EXPECT_EQ(c[i], float(std::cos(a) * r.attention_factor)) << pos << " " << i;
+        EXPECT_EQ(s[i], float(std::sin(a) * r.attention_factor)) << pos << " " << i;
+      }
+    }
 }
 
 }  // namespace
