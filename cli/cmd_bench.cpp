@@ -273,13 +273,15 @@ int cmd_bench(int argc, char** argv) {
         return 1;
       }
     }
-    auto t = run_sequences(m, b, 128, 128, rng);
+    gpu_sum = 0;
+    auto t = run_sequences(m, b, 128, 128, rng, gpu_time);
     if (!t) {
       std::fprintf(stderr, "pensieve bench: %s\n", t.error().c_str());
       return 1;
     }
     batched.push_back({{"seqs", b}, {"prefill_tokens_per_s", double(b) * 128 / t->first},
                        {"tg_tokens_per_s", double(b) * 128 / t->second}});
+    if (gpu_time) batched.back()["gpu_ms_per_step"] = gpu_sum / 128;
   }
 
   nlohmann::ordered_json profile_json;
@@ -364,9 +366,14 @@ int cmd_bench(int argc, char** argv) {
       std::printf("\n                GPU busy %.3f of %.3f ms per token", median(tg_gpu_ms), 1e3 / tg_med);
     std::printf("\n");
   }
-  for (const auto& b : batched)
-    std::printf("batched %-4d    %.1f tok/s aggregate generation (prefill %.1f tok/s)\n", b["seqs"].get<int>(),
+  for (const auto& b : batched) {
+    std::printf("batched %-4d    %.1f tok/s aggregate generation (prefill %.1f tok/s)", b["seqs"].get<int>(),
                 b["tg_tokens_per_s"].get<double>(), b["prefill_tokens_per_s"].get<double>());
+    if (b.contains("gpu_ms_per_step"))  // as tg's GPU busy, per decode step
+      std::printf("; GPU busy %.3f of %.3f ms per step", b["gpu_ms_per_step"].get<double>(),
+                  1e3 * b["seqs"].get<int>() / b["tg_tokens_per_s"].get<double>());
+    std::printf("\n");
+  }
   std::printf("peak RSS        %.2f GiB\n", double(peak_rss_bytes()) / (1 << 30));
 #ifdef PENSIEVE_HAS_VULKAN
   for (const auto& [title, p] : profiles) p.print(title.c_str());
