@@ -711,6 +711,23 @@ TEST(VulkanRuntime, BatchedDecodeTakesFragmentKernelOnNvidia) {
 // output and the new token's K / V in the cache. Awkward shapes: rows of 6 and 10 units (most lanes
 // idle), 3 query heads per kv head, partial rotary, shuffled blocks, a sliding window, one key.
 // Runs where the op does (NVIDIA); skipped elsewhere.
+// A paged f16 cache layout of blocks of bs tokens (buffers bound later), and random f16 contents.
+vulkan::GpuKv f16_kv_layout(int bs, int n_kv_heads, int64_t head_dim) {
+  vulkan::GpuKv kv;
+  kv.dtype = DType::f16;
+  kv.block_size = bs;
+  kv.n_kv_heads = n_kv_heads;
+  kv.head_dim = int(head_dim);
+  kv.head_stride = bs * head_dim;
+  kv.block_stride = kv.head_stride * n_kv_heads;
+  return kv;
+}
+std::vector<uint16_t> random_f16(std::mt19937& rng, size_t n) {
+  std::vector<uint16_t> v(n);
+  for (auto& e : v) e = f32_to_f16(std::normal_distribution<float>(0, 1)(rng));
+  return v;
+}
+
 TEST(VulkanRuntime, DecodeLayerMatchesSeparateOps) {
   struct Case {
     int64_t hidden, ffn;
@@ -740,16 +757,8 @@ TEST(VulkanRuntime, DecodeLayerMatchesSeparateOps) {
       std::vector<int32_t> table(static_cast<size_t>(n_blocks));
       std::iota(table.begin(), table.end(), 0);
       std::shuffle(table.begin(), table.end(), rng);
-      vulkan::GpuKv kv;
-      kv.dtype = DType::f16;
-      kv.block_size = bs;
-      kv.n_kv_heads = c.n_kv_heads;
-      kv.head_dim = int(hd);
-      kv.head_stride = bs * hd;
-      kv.block_stride = kv.head_stride * c.n_kv_heads;
-      std::vector<uint16_t> k0(size_t(n_blocks * kv.block_stride)), v0(k0.size());
-      for (auto& e : k0) e = f32_to_f16(std::normal_distribution<float>(0, 1)(rng));
-      for (auto& e : v0) e = f32_to_f16(std::normal_distribution<float>(0, 1)(rng));
+      const vulkan::GpuKv kv = f16_kv_layout(bs, c.n_kv_heads, hd);
+      const std::vector<uint16_t> k0 = random_f16(rng, size_t(n_blocks * kv.block_stride)), v0 = random_f16(rng, k0.size());
       const int half = c.rot_dim / 2;
       std::vector<float> cs(size_t(std::max(half, 1))), sn(cs.size());
       for (int j = 0; j < half; ++j) {
@@ -895,13 +904,7 @@ TEST(VulkanRuntime, AttentionRopeFusionMatchesRopeStore) {
       const int64_t hd = c.head_dim, QD = c.n_heads * hd, QKV = (c.n_heads + 2 * c.n_kv_heads) * hd;
       const int64_t n = int64_t(positions.size());
       const int bs = 16, half = c.rot_dim / 2;
-      vulkan::GpuKv kv;
-      kv.dtype = DType::f16;
-      kv.block_size = bs;
-      kv.n_kv_heads = c.n_kv_heads;
-      kv.head_dim = int(hd);
-      kv.head_stride = bs * hd;
-      kv.block_stride = kv.head_stride * c.n_kv_heads;
+      const vulkan::GpuKv kv = f16_kv_layout(bs, c.n_kv_heads, hd);
       ASSERT_TRUE(vulkan::ops::attention_fuses_rope(kv, c.rot_dim));
       // Each sequence's blocks: its own, shuffled over the pool.
       std::vector<int64_t> nblk;
@@ -925,9 +928,7 @@ TEST(VulkanRuntime, AttentionRopeFusionMatchesRopeStore) {
         }
         off += int32_t(nblk[size_t(t)]);
       }
-      std::vector<uint16_t> k0(size_t(n_blocks * kv.block_stride)), v0(k0.size());
-      for (auto& e : k0) e = f32_to_f16(std::normal_distribution<float>(0, 1)(rng));
-      for (auto& e : v0) e = f32_to_f16(std::normal_distribution<float>(0, 1)(rng));
+      const std::vector<uint16_t> k0 = random_f16(rng, size_t(n_blocks * kv.block_stride)), v0 = random_f16(rng, k0.size());
       const std::vector<float> qkv0 = randn(rng, size_t(n * QKV));
       auto bmeta = upload(*ctx, meta), btab = upload(*ctx, pool), bslot = upload(*ctx, slots);
       auto bcs = upload(*ctx, cs), bsn = upload(*ctx, sn);
