@@ -985,9 +985,10 @@ TEST(VulkanRuntime, AttentionRopeFusionMatchesRopeStore) {
         for (int kvv = 0; kvv < 2; ++kvv) {
           const uint16_t a = (kvv ? got.v : got.k)[i], b = (kvv ? want.v : want.k)[i];
           changed += a != (kvv ? v0 : k0)[i];
-          if (a != b)  // one f16 step at most (the rounding of an ulp-different f32)
+          if (a != b) {  // one f16 step at most (the rounding of an ulp-different f32)
             ASSERT_LE(std::fabs(f16_to_f32(a) - f16_to_f32(b)), 1e-3f * std::max(1.0f, std::fabs(f16_to_f32(b))))
                 << (kvv ? "V" : "K") << " element " << i;
+          }
         }
       // Every token's k and v rows were written (a random old value may equal the new one).
       EXPECT_GE(changed, size_t(0.99 * double(2 * n * c.n_kv_heads * hd)));
