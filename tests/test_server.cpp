@@ -163,8 +163,16 @@ TEST_F(ServerTest, HealthModelsMetrics) {
   auto one = c.Get("/v1/models/claude-opus-4");
   ASSERT_TRUE(one);
   EXPECT_EQ(json::parse(one->body)["id"], "phi3-tiny");
+  // Requests are counted once answered (httplib's logger runs after the response is written), so
+  // the /health request's line may land a moment after the client has read the response.
+  const std::string health_line = "pensieve_http_requests_total{path=\"/health\",status=\"200\"}";
   auto x = c.Get("/metrics");
   ASSERT_TRUE(x);
+  for (int i = 0; i < 200 && x->body.find(health_line) == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    x = c.Get("/metrics");
+    ASSERT_TRUE(x);
+  }
   for (const char* name : {"pensieve_queue_depth", "pensieve_active_slots", "pensieve_kv_blocks_used",
                            "pensieve_kv_blocks_total", "pensieve_kv_blocks_cached", "pensieve_output_tokens_per_second",
                            "pensieve_preemptions_total", "pensieve_engine_steps_total",
