@@ -392,11 +392,6 @@ void bench_attention(Context& ctx, int n_seqs, int64_t ctx_len, int n_heads, int
             ms, bytes, 4.0 * n_seqs * double(ctx_len) * n_heads * hd, true);
 }
 
-// What a dispatch costs beyond its work: `add` over n floats, 2,000 times in one command list
-// without per-dispatch timestamps (GPU time of the list / 2,000), each dispatch either depending on
-// the one before (same output: a barrier between them, as between the ops of a decode step) or not
-// (its own output slice: no barriers, dispatches may overlap). n = 256 is one workgroup; 132 x 2,048
-// fills every multiprocessor of an H100 / H200 once.
 // The median GPU time of three submissions of a recorded list (after one to warm up), in us per
 // `per` (dispatches or rounds).
 double median_us(CommandList& cl, int per) {
@@ -409,6 +404,11 @@ double median_us(CommandList& cl, int per) {
   return t[1];
 }
 
+// What a dispatch costs beyond its work: `add` over n floats, 2,000 times in one command list
+// without per-dispatch timestamps (GPU time of the list / 2,000), each dispatch either depending on
+// the one before (same output: a barrier between them, as between the ops of a decode step) or not
+// (its own output slice: no barriers, dispatches may overlap). n = 256 is one workgroup; 132 x 2,048
+// fills every multiprocessor of an H100 / H200 once.
 void bench_overhead(Context& ctx) {
   constexpr int kReps = 2000;
   for (int64_t n : {int64_t(256), int64_t(132) * 2048}) {

@@ -28,6 +28,12 @@ namespace {
 
 uint64_t round_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
+// A path's switch for A/B runs: the environment variable `name` set to 0 turns it off.
+bool env_off(const char* name) {
+  const char* e = std::getenv(name);
+  return e && std::string(e) == "0";
+}
+
 Result<vulkan::Buffer> make_buffer(vulkan::Context& ctx, uint64_t bytes, MemoryKind kind, const char* what) {
   return vulkan::Buffer::create(ctx, std::max<uint64_t>(bytes, 16), kind, what);
 }
@@ -89,10 +95,7 @@ Status VulkanForward::init() {
   chunk_attention_ = !batch_invariant() && vulkan::ops::flash_attention_supported(*ctx_, kv_[0], attn_params(c_));
   // The persistent layer (fast precision: its projections use int8 x): PENSIEVE_VK_PERSISTENT=0
   // keeps the dispatch-per-op path (A/B runs).
-  static const bool persistent_off = [] {
-    const char* e = std::getenv("PENSIEVE_VK_PERSISTENT");
-    return e && std::string(e) == "0";
-  }();
+  static const bool persistent_off = env_off("PENSIEVE_VK_PERSISTENT");
   persistent_ = !persistent_off && precision_ == Precision::fast && !layers_.empty() &&
                 vulkan::ops::decode_layer_unsupported(*ctx_, layer_args(0)).empty();
   if (persistent_) {
@@ -647,10 +650,7 @@ Status VulkanForward::record(CommandList& cl, const Shape& s) {
   const auto coop = [&](int64_t ldx, const vulkan::GpuWeight& w) {
     return std::string(ops::matmul_kernel(*ctx_, ldx, T, w, precision_)) == "mmq4_coop";
   };
-  static const bool coop_fusion_off = [] {  // PENSIEVE_VK_COOP_FUSION=0: A/B runs
-    const char* e = std::getenv("PENSIEVE_VK_COOP_FUSION");
-    return e && std::string(e) == "0";
-  }();
+  static const bool coop_fusion_off = env_off("PENSIEVE_VK_COOP_FUSION");
   const bool fuse_norm = !coop_fusion_off && T <= 64 && !layers_.empty() && coop(H, layers_[0].qkv[0]) &&
                          coop(c_.q_dim(), layers_[0].o) && coop(H, layers_[0].gate_up[0]) && coop(F, layers_[0].down) &&
                          ops::coop_epilogue_fits(layers_[0].o) && ops::coop_epilogue_fits(layers_[0].down);
@@ -659,10 +659,7 @@ Status VulkanForward::record(CommandList& cl, const Shape& s) {
   // o_proj and down also write the new residual stream times the next norm's weight to xg (in xn_,
   // unused on this path) for qkv and gate_up, and gate_up writes its silu(gate) * up as bf16 for
   // down. PENSIEVE_VK_COOP_BF16=0 keeps them f32 (A/B runs).
-  static const bool coop_bf16_off = [] {
-    const char* e = std::getenv("PENSIEVE_VK_COOP_BF16");
-    return e && std::string(e) == "0";
-  }();
+  static const bool coop_bf16_off = env_off("PENSIEVE_VK_COOP_BF16");
   const bool bf16 = fuse_norm && !coop_bf16_off && H % 8 == 0 && F % 8 == 0;
   const BufferSlice xg = bf16 ? xn_.slice(0, uint64_t(T * H) * 2) : BufferSlice{};
 
@@ -677,10 +674,7 @@ Status VulkanForward::record(CommandList& cl, const Shape& s) {
   // Not where results are batch-invariant: its RoPE is the same arithmetic as the matvec's, but
   // not necessarily the same rounding (contraction into FMAs is the compiler's choice).
   // PENSIEVE_VK_ATTN_ROPE=0 turns it off (A/B runs).
-  static const bool attn_rope_off = [] {
-    const char* e = std::getenv("PENSIEVE_VK_ATTN_ROPE");
-    return e && std::string(e) == "0";
-  }();
+  static const bool attn_rope_off = env_off("PENSIEVE_VK_ATTN_ROPE");
   const bool attn_rope = !attn_rope_off && !fuse_rope && !layers_.empty() && s.one_query && !s.attn_seqs &&
                          !batch_invariant() && ops::attention_fuses_rope(kv_[0], rot);
   // (Last clause: prefill's tensor-core gate_up, without a split, writes silu(gate) * up from its

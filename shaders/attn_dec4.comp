@@ -82,15 +82,7 @@ shared vec4 part[2u * WG];     // value partials, (kl * U + d) * 2 + half
 shared uvec4 kvn[ROPE == 1u ? HD / 4u : 1u];  // ROPE: the new key's then value's f16 rows
 
 #include "kv_store.glsl"  // half_rne
-
-// Dim d of the RoPE'd head at Q[base] of query row r (rotate-half pairs (j, j + half) over the
-// first 2 half dims), as rope_store.comp computes it.
-float rope_dim(uint base, uint r, uint d) {
-  const uint h = pc.half_rot;
-  if (d < h) return Q[base + d] * Cs[r * h + d] - Q[base + d + h] * Sn[r * h + d];
-  if (d < 2u * h) return Q[base + d] * Cs[r * h + d - h] + Q[base + d - h] * Sn[r * h + d - h];
-  return Q[base + d];
-}
+#include "rope_dim.glsl"
 
 // The EPV values of a 16-byte vector as two vec4 (f32: b is unused).
 void unpack16(uvec4 w, out vec4 a, out vec4 b) {
@@ -124,15 +116,15 @@ void main() {
   } else {
     // Invocation i: q's dim i, and word i of the new key's row (i < HD / 2) or of its value row
     // (read whether this split needs them or not, so that all loads go out together).
-    const uint row = qrow * pc.q_stride, hw = HD / 2u;
+    const uint row = qrow * pc.q_stride, hw = HD / 2u, cs = qrow * pc.half_rot;
     const uint kb = row + (pc.n_heads + kh) * HD, vb = row + (pc.n_heads + pc.n_heads / pc.group + kh) * HD;
     const uint e = (Slots[qrow] + kh * pc.head_stride) >> 1;  // (even: host-checked strides)
     const bool store = has_new && h % pc.group == 0u;
     for (uint i = tid; i < HD; i += WG) {
-      const float q = rope_dim(row + h * HD, qrow, i);
+      const float q = rope_dim(row + h * HD, cs, i);
       const uint w = i % hw;
-      const float v0 = i < hw ? rope_dim(kb, qrow, 2u * w) : Q[vb + 2u * w];
-      const float v1 = i < hw ? rope_dim(kb, qrow, 2u * w + 1u) : Q[vb + 2u * w + 1u];
+      const float v0 = i < hw ? rope_dim(kb, cs, 2u * w) : Q[vb + 2u * w];
+      const float v1 = i < hw ? rope_dim(kb, cs, 2u * w + 1u) : Q[vb + 2u * w + 1u];
       qs[i >> 2][i & 3u] = q * pc.scale;
       const uint word = half_rne(v0) | (half_rne(v1) << 16);
       if (has_new) kvn[i >> 2][i & 3u] = word;

@@ -345,13 +345,7 @@ void attn_prefetch() {
   }
 }
 
-// Dim d of the RoPE'd vector at Q[base] (rotate-half pairs (j, j + half) over the first 2 half dims).
-float rope_dim(uint base, uint d) {
-  const uint h = pc.half_rot;
-  if (d < h) return Q[base + d] * Cs[d] - Q[base + d + h] * Sn[d];
-  if (d < 2u * h) return Q[base + d] * Cs[d - h] + Q[base + d - h] * Sn[d - h];
-  return Q[base + d];
-}
+#include "rope_dim.glsl"  // (the one token's cos / sin at Cs[0], Sn[0])
 
 float f16_round(float x) { return unpackHalf2x16(half_rne(x)).x; }
 
@@ -388,8 +382,8 @@ void attend() {
     const uint kb = (pc.n_heads + kh) * HD, vb = (pc.n_heads + pc.n_kv_heads + kh) * HD;
     for (uint i = tid; i < (QG + 2u) * HD; i += WG) {
       const uint g = i / HD, d = i % HD;
-      if (g < QG) qs4[i >> 2][i & 3u] = rope_dim((kh * QG + g) * HD, d) * pc.scale;
-      else if (g == QG) kvn[d] = f16_round(rope_dim(kb, d));
+      if (g < QG) qs4[i >> 2][i & 3u] = rope_dim((kh * QG + g) * HD, 0u, d) * pc.scale;
+      else if (g == QG) kvn[d] = f16_round(rope_dim(kb, 0u, d));
       else kvn[HD + d] = f16_round(Q[vb + d]);
     }
     barrier();

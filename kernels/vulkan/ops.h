@@ -161,7 +161,8 @@ Status rope(CommandList& cl, const BufferSlice& x, int64_t n, int64_t stride, in
 uint64_t attention_scratch_bytes(const Context& ctx, const GpuSeqs& s, const GpuKv& kv, const AttnParams& p);
 // rope (decode with one query per sequence, f16 cache; attention_fuses_rope()): q holds the qkv
 // rows as the projection wrote them, and the kernel does rope_store()'s work on the way (RoPE on
-// q and the new key, the new key and value into the cache), with the same results.
+// q and the new key, the new key and value into the cache), with the same results. The cache
+// written is `kv` (rope->kv is not read).
 bool attention_fuses_rope(const GpuKv& kv, int rot_dim);
 Status attention(CommandList& cl, const BufferSlice& out, const BufferSlice& q, const GpuSeqs& s,
                  const GpuKv& kv, const AttnParams& p, const BufferSlice& scratch,
