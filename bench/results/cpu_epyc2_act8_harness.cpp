@@ -1,4 +1,13 @@
-// Single-thread A/B harness: library avx512 matmul_act8 vs a variant compiled in (VARIANT file).
+// Single-thread A/B harness: the library's avx512 matmul_act8 against a variant (a copy of
+// kernels/x86/matmul_act8_avx512.cpp built as its own object with renamed entry points); checks
+// that the two agree bitwise and that the variant is batch-invariant, then times both, alternating.
+// Build (from the repository root, after a Release build in build/):
+//   F="-O3 -DNDEBUG -ffp-contract=off -std=c++20 -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx512bf16 -mfma -mf16c -I."
+//   g++ $F -Dmatmul_act8_avx512=matmul_act8_variant -Dquantize_act_avx512=quantize_act_variant -c variant.cpp -o v.o
+//   g++ $F bench/results/cpu_epyc2_act8_harness.cpp v.o -o h build/kernels/libpensieve_kernels.a \
+//       build/quant/libpensieve_quant.a build/tensor/libpensieve_tensor.a -lpthread
+// Run: ./h ROWS COLS TOKENS [COPIES (>1: weights from DRAM)] [MISALIGN bytes]; HUGE=1 madvises 2 MiB pages.
+//   ./h 256 3072 16        (L2-resident)     ./h 9216 3072 16 15 16   (DRAM, as the benchmark)
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
