@@ -181,7 +181,7 @@ void tile(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, int64_t 
   // Rows of a tile are consecutive in memory: one pointer and a stride.
   const int64_t wstride = cols * Bits / 8, sstride = ln.groups;
   const uint8_t* w0 = reinterpret_cast<const uint8_t*>(row_words(w, r0));
-  prefetch_scalars<S>(w.scales, w.biases, ln.groups, r0, R, kPrefetchBytes / wstride + 1);
+  prefetch_scalars(w, r0, R, kPrefetchBytes / wstride + 1);
   const int64_t slabs = Bits == 4 ? cols / 512 * 512 : 0, full = cols / P * P;
   // Two slabs per iteration: the next slab's loads and transposes get scheduled among this one's
   // dependent vpdpbusd chains (+4-9% at 16 tokens).

@@ -109,7 +109,7 @@ void tile(float* y, int64_t ldy, const ActF32& a, const WeightMatrix& w, int64_t
   const float* xt = a.x + t0 * cols;
   // Decode streams the rows once: their scales and biases too (batch 1 +20-45% on Zen 5). Token
   // tiles of a batch re-read rows from L2, where the prefetches cost 10% at 16 tokens.
-  if constexpr (T == 1) prefetch_scalars<S>(w.scales, w.biases, g.per_row, r0, R, 16 * 1024 / (wstride * 4) + 1);
+  if constexpr (T == 1) prefetch_scalars(w, r0, R, 16 * 1024 / (wstride * 4) + 1);
   for (int64_t c0 = 0; c0 < full; c0 += P)
     chunk<Bits, S, R, T, false>(acc, w0 + c0 / V, wstride, scalars_at<S>(w.scales, r0 * g.per_row + (c0 >> g.shift)),
                                 g.per_row, xt + c0, cols, P, g);

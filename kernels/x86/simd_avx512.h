@@ -47,23 +47,6 @@ inline const void* scalars_at(const void* base, int64_t i) {
   return static_cast<const char*>(base) + i * (S == DType::f32 ? 4 : 2);
 }
 
-// Prefetches the scales and biases of rows [r0, r0 + rows) of a matrix with `groups` groups per
-// row, `ahead` rows early. They are two streams of their own (1/16 of the q4 weight bytes each,
-// read 16-96 bytes at a time) that the hardware prefetchers leave to DRAM latency: measured on
-// Zen 5 (1 thread, weights from DRAM), prefetching them as many rows ahead as the weights made
-// the int8 q4 matmul 15% faster at batch 1 and 14% at batch 16.
-template <DType S>
-inline void prefetch_scalars(const void* scales, const void* biases, int64_t groups, int64_t r0, int64_t rows,
-                             int64_t ahead) {
-  const int64_t row_bytes = groups * (S == DType::f32 ? 4 : 2);
-  const char* s = static_cast<const char*>(scalars_at<S>(scales, (r0 + ahead) * groups));
-  const char* b = static_cast<const char*>(scalars_at<S>(biases, (r0 + ahead) * groups));
-  for (int64_t o = 0; o < rows * row_bytes + 63; o += 64) {
-    _mm_prefetch(s + o, _MM_HINT_T0);
-    _mm_prefetch(b + o, _MM_HINT_T0);
-  }
-}
-
 // e^x for 16 lanes (Cephes expf: x = n·ln2 + r, |r| <= ln2/2, degree-6 polynomial, then
 // scaled by 2^n with vscalefps, which gives 0 / Inf past the f32 range): within 2 ulp.
 // NaN stays NaN (the clamps keep it: max/min return their second operand for NaN).
