@@ -258,9 +258,9 @@ void matmul_impl(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, i
   // every token of the block from L2 for each row: L2-bound.)
   constexpr int R = kRows, T = kTokens;
   // Rows in pieces of <= kL2Weights bytes: every token tile of a piece reads its weights from L2.
-  const int64_t piece = std::max<int64_t>(R, kL2Weights / (w.cols * Bits / 8) / R * R);
+  const int64_t piece = imax(R, kL2Weights / (w.cols * Bits / 8) / R * R);
   for (int64_t p0 = r0; p0 < r1; p0 += piece) {
-    const int64_t p1 = std::min(r1, p0 + piece);
+    const int64_t p1 = imin(r1, p0 + piece);
     int64_t t = 0;
     if (w.cols * T <= kL1Act) {
       for (; t + T <= a.n; t += T)

@@ -22,6 +22,9 @@ namespace pensieve {
 namespace {
 
 constexpr int64_t kL2Bytes = 256 * 1024;  // activation bytes per token block (half of a 1 MiB L2)
+// Rows are contiguous: the call's weights are one stream, prefetched this far ahead (see
+// matmul_act8_avx512.cpp for the measurements).
+constexpr int64_t kPrefetchBytes = 16 * 1024;
 
 template <int Bits>
 constexpr float x_scale(int j) {  // 2^(−bits·j) for j < V − 1, else 1
@@ -75,9 +78,7 @@ PENSIEVE_INLINE void chunk(__m512 (&acc)[R][T], const uint32_t* w0, int64_t wstr
   PENSIEVE_UNROLL
   for (int r = 0; r < R; ++r) {
     const uint32_t* wr = w0 + r * wstride;
-    // Rows are contiguous: the call's weights are one stream, prefetched 16 KiB ahead (see
-    // matmul_act8_avx512.cpp for the measurements).
-    _mm_prefetch(reinterpret_cast<const char*>(wr) + 16 * 1024, _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(wr) + kPrefetchBytes, _MM_HINT_T0);
     wv[r] = Last ? _mm512_maskz_loadu_epi32(lm, wr) : _mm512_loadu_si512(wr);
   }
   __m512 dot[2][R][T];
@@ -109,7 +110,7 @@ void tile(float* y, int64_t ldy, const ActF32& a, const WeightMatrix& w, int64_t
   const float* xt = a.x + t0 * cols;
   // Decode streams the rows once: their scales and biases too (batch 1 +20-45% on Zen 5). Token
   // tiles of a batch re-read rows from L2, where the prefetches cost 10% at 16 tokens.
-  if constexpr (T == 1) prefetch_scalars(w, r0, R, 16 * 1024 / (wstride * 4) + 1);
+  if constexpr (T == 1) prefetch_scalars(w, r0, R, kPrefetchBytes / (wstride * 4) + 1);
   for (int64_t c0 = 0; c0 < full; c0 += P)
     chunk<Bits, S, R, T, false>(acc, w0 + c0 / V, wstride, scalars_at<S>(w.scales, r0 * g.per_row + (c0 >> g.shift)),
                                 g.per_row, xt + c0, cols, P, g);
