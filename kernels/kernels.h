@@ -38,7 +38,8 @@ struct ActF32 {
 //   d[t, b] = max|x[t, block b]| / 127,  q[t, c] = round_half_even(x[t, c] · (1/d))  in [-127, 127]
 //   (d = 0 gives q = 0), every table bit for bit as the reference,
 //   gsum[t, g] = Σ_{blocks b in group g} d[t, b] · Σ_{c in b} q[t, c]   (for the bias term).
-// d and gsum are in natural block order; q is permuted within each row as the table prefers.
+// gsum is in natural group order; q and d are permuted within each row as the table prefers (the
+// AVX-512 table keeps each 512-value slab's bytes and block scales in its int32 lanes' order).
 inline constexpr int kActBlock = 32;
 struct ActQ8 {
   int8_t* q = nullptr;    // [n, cols]
