@@ -43,6 +43,9 @@ constexpr int64_t kL2Weights = 384 * 1024;
 
 // Block of a slab in lane p of its int32 sums (and, as the map is its own inverse, the lane of block p).
 constexpr int slab_block(int p) { return 4 * (p % 4) + p / 4; }
+// Values [0, slab_end) of a row are in slab layout (q4 only), for quantize_act and the kernel alike.
+template <int Bits>
+constexpr int64_t slab_end(int64_t cols) { return Bits == 4 ? cols / 512 * 512 : 0; }
 
 inline __mmask64 first_bytes(int64_t n) { return n >= 64 ? ~__mmask64(0) : (__mmask64(1) << n) - 1; }
 
@@ -53,7 +56,7 @@ struct Lanes {
   int64_t blocks;     // activation blocks per row
   __m512i group_idx;  // lane -> weight group within the chunk
   __m512i block_idx;  // lane -> activation block within the chunk
-  // q4 slabs: lane p holds block 4·(p % 4) + p / 4 of the slab (and d holds them in that order).
+  // q4 slabs: lane p holds block slab_block(p) of the slab (and d holds them in that order).
   __m512i slab_group_idx;  // lane -> weight group within the slab
   __mmask16 slab_group_mask;  // the slab's groups (512 / group size)
 };
@@ -185,7 +188,7 @@ void tile(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, int64_t 
   const int64_t wstride = cols * Bits / 8, sstride = ln.groups;
   const uint8_t* w0 = reinterpret_cast<const uint8_t*>(row_words(w, r0));
   prefetch_scalars(w, r0, R, kPrefetchBytes / wstride + 1);
-  const int64_t slabs = Bits == 4 ? cols / 512 * 512 : 0, full = cols / P * P;
+  const int64_t slabs = slab_end<Bits>(cols), full = cols / P * P;
   // Two slabs per iteration: the next slab's loads and transposes get scheduled among this one's
   // dependent vpdpbusd chains (+4-9% at 16 tokens).
 #pragma GCC unroll 2
@@ -336,7 +339,7 @@ void quantize_impl(ActQ8& a, const float* x, int64_t ldx, int64_t t0, int64_t t1
       __m512i q0, q1;
       const float d = quantize_block(xs + b * kActBlock, q0, q1);
       const int64_t c = b * kActBlock, c0 = c / P * P;
-      const bool in_slab = Bits == 4 && c < cols / 512 * 512;
+      const bool in_slab = c < slab_end<Bits>(cols);
       a.d[t * blocks + (in_slab ? b / 16 * 16 + slab_block(int(b % 16)) : b)] = d;
       gsum += d * float(_mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1)));
       if ((b + 1) % bpg == 0) {
@@ -344,8 +347,8 @@ void quantize_impl(ActQ8& a, const float* x, int64_t ldx, int64_t t0, int64_t t1
         gsum = 0;
       }
       if (in_slab) {
-        // Slab layout: section (m, h) at 128m + 64h of the slab, this block at lane p = 4·(b % 4) + b / 4
-        // of it (b within the slab), values 8m + 2j + h at bytes 4p + j.
+        // Slab layout: section (m, h) at 128m + 64h of the slab, this block (b % 16 within the slab) at lane
+        // p = slab_block(b % 16) of it, values 8m + 2j + h at bytes 4p + j.
         const int64_t s0 = c / 512 * 512, p = slab_block(int(b % 16));
         alignas(16) int8_t ev[16], od[16];  // even / odd values of the block, in order
         _mm_store_si128(reinterpret_cast<__m128i*>(ev), _mm512_cvtsepi32_epi8(_mm512_permutex2var_epi32(q0, even, q1)));
