@@ -33,7 +33,9 @@ namespace {
 constexpr int kRows = 2, kTokens = 4;
 // Rows are contiguous, so the weights of a call are one stream: each load is prefetched 16 KiB
 // ahead (measured, 1 thread: 8–32 rows of 3072 q4 values ahead were ~20% faster than 1 row, and
-// alike among themselves; no prefetch was ~2x slower).
+// alike among themselves; no prefetch was ~2x slower). Into L2 (T1), not L1: on Zen 4 prefetches
+// into L1 held its few miss buffers and batch 1 read 20 GB/s of a 30-48 GB/s probe, into L2 28-38
+// (2 threads; batch 16 +20%); on Zen 5 the hint made no difference (bench/RESULTS.md).
 constexpr int64_t kPrefetchBytes = 16 * 1024;
 // Activation bytes of a token tile that stay in the 48 KiB L1 next to the streamed weights.
 constexpr int64_t kL1Act = 32 * 1024;
@@ -77,7 +79,7 @@ PENSIEVE_INLINE void chunk(__m512 (&acc)[R][T], const uint8_t* w0, int64_t wstri
   PENSIEVE_UNROLL
   for (int r = 0; r < R; ++r) {
     const uint8_t* wr = w0 + r * wstride;
-    _mm_prefetch(reinterpret_cast<const char*>(wr + kPrefetchBytes), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(wr + kPrefetchBytes), _MM_HINT_T1);
     const __m512i v = Last ? _mm512_maskz_loadu_epi8(bm, wr) : _mm512_loadu_si512(wr);
     if constexpr (Bits == 4) {
       lo[r] = _mm512_and_si512(v, nib);
@@ -120,7 +122,7 @@ PENSIEVE_INLINE void slab(__m512 (&acc)[R][T], const uint8_t* w0, int64_t wstrid
     __m512i z[4];
     PENSIEVE_UNROLL
     for (int k = 0; k < 4; ++k) {
-      _mm_prefetch(reinterpret_cast<const char*>(wr + kPrefetchBytes + 64 * k), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(wr + kPrefetchBytes + 64 * k), _MM_HINT_T1);
       z[k] = _mm512_loadu_si512(wr + 64 * k);
     }
     const __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);

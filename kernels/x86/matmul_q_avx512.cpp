@@ -78,7 +78,7 @@ PENSIEVE_INLINE void chunk(__m512 (&acc)[R][T], const uint32_t* w0, int64_t wstr
   PENSIEVE_UNROLL
   for (int r = 0; r < R; ++r) {
     const uint32_t* wr = w0 + r * wstride;
-    _mm_prefetch(reinterpret_cast<const char*>(wr) + kPrefetchBytes, _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(wr) + kPrefetchBytes, _MM_HINT_T1);
     wv[r] = Last ? _mm512_maskz_loadu_epi32(lm, wr) : _mm512_loadu_si512(wr);
   }
   __m512 dot[2][R][T];
