@@ -33,9 +33,9 @@ namespace {
 constexpr int kRows = 2, kTokens = 4;
 // Rows are contiguous, so the weights of a call are one stream: each load is prefetched 16 KiB
 // ahead (measured, 1 thread: 8–32 rows of 3072 q4 values ahead were ~20% faster than 1 row, and
-// alike among themselves; no prefetch was ~2x slower). Into L2 (T1), not L1: on Zen 4 prefetches
-// into L1 held its few miss buffers and batch 1 read 20 GB/s of a 30-48 GB/s probe, into L2 28-38
-// (2 threads; batch 16 +20%); on Zen 5 the hint made no difference (bench/RESULTS.md).
+// alike among themselves; no prefetch was ~2x slower). Into L2 (T1), not L1: on Zen 4 batch 1
+// read ~23 GB/s with prefetches into L1 and ~30 into L2 (medians, 2 threads; batch 16 +20%),
+// likely L1's few miss buffers; on Zen 5 the hint made no difference (bench/RESULTS.md).
 constexpr int64_t kPrefetchBytes = 16 * 1024;
 // Activation bytes of a token tile that stay in the 48 KiB L1 next to the streamed weights.
 constexpr int64_t kL1Act = 32 * 1024;
