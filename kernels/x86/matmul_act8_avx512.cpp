@@ -37,7 +37,8 @@ constexpr int kRows = 2, kTokens = 4;
 // read ~23 GB/s with prefetches into L1 and ~30 into L2 (medians, 2 threads; batch 16 +20%),
 // likely L1's few miss buffers; on Zen 5 the hint made no difference (bench/RESULTS.md).
 constexpr int64_t kPrefetchBytes = 16 * 1024;
-// Activation bytes of a token tile that stay in the 48 KiB L1 next to the streamed weights.
+// Activation bytes of a token tile that stay in the 48 KiB L1 next to the streamed weights (Zen 5;
+// on Zen 4's 32 KiB L1, 16 KiB, i.e. 2 tokens for down_proj, was slower: 19 vs 22 M rows x tokens/s).
 constexpr int64_t kL1Act = 32 * 1024;
 // Weight bytes of a piece of rows that every token tile re-reads from the 1 MiB L2 (a call's
 // <= 256 rows of 8192 values are 1 MiB: down_proj's tiles read L3 without pieces, ~10% slower).
