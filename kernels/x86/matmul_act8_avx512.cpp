@@ -35,7 +35,7 @@ constexpr int kRows = 2, kTokens = 4;
 // ahead (measured, 1 thread: 8–32 rows of 3072 q4 values ahead were ~20% faster than 1 row, and
 // alike among themselves; no prefetch was ~2x slower). Into L2 (T1), not L1: on Zen 4 batch 1
 // read ~23 GB/s with prefetches into L1 and ~30 into L2 (medians, 2 threads; batch 16 +20%),
-// likely L1's few miss buffers; on Zen 5 the hint made no difference (bench/RESULTS.md).
+// likely L1's few miss buffers; on Zen 5 it made no difference to batched tiles (bench/RESULTS.md).
 constexpr int64_t kPrefetchBytes = 16 * 1024;
 // Activation bytes of a token tile that stay in the 48 KiB L1 next to the streamed weights (Zen 5;
 // on Zen 4's 32 KiB L1, 16 KiB, i.e. 2 tokens for down_proj, was slower: 19 vs 22 M rows x tokens/s).
