@@ -1,9 +1,9 @@
 // The attention kernel shared by the AVX2 and NEON tables (x86/attention_avx2.cpp,
 // arm/attention_neon.cpp): causal GQA attention over the paged KV cache, online softmax per tile
-// of W keys (W = the vector width). The algorithm of attention_avx512.cpp with narrower vectors:
-// keys in tiles of W at absolute positions, converted once per tile into zero-padded f32 rows (so
-// head_dim need not be a multiple of W), then for every (query, head) pair with a visible key in
-// the tile:
+// of W keys (W = the vector width). The online softmax of attention_avx512.cpp with narrower
+// vectors, one (query, head) pair at a time: keys in tiles of W at absolute positions, converted
+// once per tile into zero-padded f32 rows (so head_dim need not be a multiple of W), then for
+// every pair with a visible key in the tile:
 //   s_j = scale · (q · k_j),  m' = max(m, max_j s_j),  p_j = e^(s_j − m'),  c = e^(m − m'),
 //   l = l·c + Σ_j p_j,  acc = acc·c + Σ_j p_j · v_j   (visible j only, in key order)
 // and out = acc / l. A pair's sequence of operations depends only on its own position, so a

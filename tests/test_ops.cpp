@@ -624,8 +624,9 @@ TEST_P(CpuTableTest, OpsMatmulIsThreadInvariantBitwise) {
 // A query's attention output is the same bits in decode (alone), inside a prefill chunk, and
 // among other sequences; and per-row ops do not depend on the rows around them.
 TEST_P(CpuTableTest, AttentionIsBatchInvariantBitwise) {
-  // GQA (3 heads share a kv head: a converted copy of K/V serves them) and no GQA (a lone
-  // decode query reads the cache directly, a prefill chunk through the copy): same bits.
+  // GQA (3 heads share a kv head: AVX-512 runs them on one load of each key, AVX2 and NEON on
+  // a converted copy) and no GQA (in a prefill chunk AVX-512 runs up to 4 queries on one load
+  // of each key; a decode query runs alone): same bits.
   for (auto [n_heads, n_kv, kvt] : {std::tuple{12, 4, DType::f16}, std::tuple{12, 4, DType::f32},
                                     std::tuple{8, 8, DType::f16}, std::tuple{8, 8, DType::f32}}) {
     AttnCase c{n_heads, n_kv, 96, 16, kvt, 0, {{45, 0}, {3, 60}}, kTranscendentalTol};
