@@ -144,8 +144,9 @@ void group_values(Row* acc, const float (*p)[kTile], const float* corr, const vo
     PENSIEVE_UNROLL
     for (int h = 0; h < G; ++h) {
       PENSIEVE_UNROLL
-      for (int v = 0; v < VC; ++v)
-        if (v0 + v < nv) av[h][v] = _mm512_mul_ps(_mm512_load_ps(acc[h] + (v0 + v) * 16), _mm512_set1_ps(corr[h]));
+      for (int v = 0; v < VC; ++v)  // (past head_dim: 0, unused)
+        av[h][v] = v0 + v < nv ? _mm512_mul_ps(_mm512_load_ps(acc[h] + (v0 + v) * 16), _mm512_set1_ps(corr[h]))
+                               : _mm512_setzero_ps();
     }
     for (int j = a; j <= b; ++j) {
       if (v0 == 0) prefetch_rows(next, j, j + 1);
