@@ -282,7 +282,7 @@ void attention_impl(float* out, const float* q, const AttnSeq& seq, const KvLaye
         }
         k0 = k1;
       }
-      // 2. Online softmax, pair by pair: independent chains, which the core overlaps.
+      // 2. Online softmax, pair by pair: chains of dependent operations, independent of each other.
       for (int r = 0; r < n_runs; ++r) {
         const __mmask16 vis = __mmask16(((1u << (runs[r].b + 1)) - 1) & ~((1u << runs[r].a) - 1));
         for (int k = runs[r].k; k < runs[r].k + runs[r].g; ++k) {
