@@ -23,10 +23,12 @@
 namespace pensieve::cli {
 
 static const char kUsage[] =
-    "usage: pensieve bench --model DIR [-p 512] [-n 128] [-r 3] [--batch 1,4,16,32] [--json]\n"
+    "usage: pensieve bench --model DIR [-p 512] [-n 128] [-d 0] [-r 3] [--batch 1,4,16,32] [--json]\n"
     "\n"
     "  -p, --prompt-tokens N   prompt processing test: N tokens in one forward (pp; 0 = skip)\n"
     "  -n, --gen-tokens N      generation test: N single-token decode steps (tg; 0 = skip)\n"
+    "  -d, --depth N           the tg test decodes after an N-token prompt (prefilled, not timed),\n"
+    "                          so attention reads N+ cached positions per step (llama-bench's -d)\n"
     "  -r, --repeats N         repeats of each test; the median is reported (default 3)\n"
     "  --batch LIST            batched decode: for each B, B sequences prefill 128 tokens each,\n"
     "                          then decode 128 tokens together; aggregate tok/s\n"
@@ -163,7 +165,7 @@ struct OpProfile {
 
 int cmd_bench(int argc, char** argv) {
   ModelArgs margs;
-  int64_t pp = 512, tg = 128;
+  int64_t pp = 512, tg = 128, depth = 0;
   int reps = 3;
   std::string batch_list;
   bool json = false, no_probe = false, profile = false;
@@ -172,6 +174,7 @@ int cmd_bench(int argc, char** argv) {
   margs.add_to(a);
   a.option("--prompt-tokens", &pp, "-p");
   a.option("--gen-tokens", &tg, "-n");
+  a.option("--depth", &depth, "-d");
   a.option("--repeats", &reps, "-r");
   a.option("--batch", &batch_list);
   a.flag("--json", &json);
@@ -192,14 +195,14 @@ int cmd_bench(int argc, char** argv) {
       batches.push_back(b);
     }
   }
-  if (pp < 0 || tg < 0 || reps <= 0) {
-    std::fprintf(stderr, "pensieve bench: -p and -n must be >= 0 and -r > 0\n");
+  if (pp < 0 || tg < 0 || depth < 0 || reps <= 0) {
+    std::fprintf(stderr, "pensieve bench: -p, -n and -d must be >= 0 and -r > 0\n");
     return 2;
   }
   // Size the KV pool for the largest test unless the user chose.
   ModelArgs load_args = margs;
   if (load_args.ctx == 0) {
-    int64_t need = std::max<int64_t>(pp + tg, 1) + 16;
+    int64_t need = std::max<int64_t>(std::max(pp, depth) + tg, 1) + 16;
     for (int b : batches) need = std::max<int64_t>(need, int64_t(b) * (256 + 16));
     load_args.ctx = need;
   }
@@ -250,7 +253,7 @@ int cmd_bench(int argc, char** argv) {
     }
     if (tg > 0) {
       gpu_sum = 0;
-      auto t = run_sequences(m, 1, 0, tg, rng, gpu_time);
+      auto t = run_sequences(m, 1, depth, tg, rng, gpu_time);
       if (!t) {
         std::fprintf(stderr, "pensieve bench: %s\n", t.error().c_str());
         return 1;
@@ -332,6 +335,7 @@ int cmd_bench(int argc, char** argv) {
       {"pp_tokens", pp},
       {"pp_tokens_per_s", median(pp_tps)},
       {"tg_tokens", tg},
+      {"tg_depth", depth},
       {"tg_tokens_per_s", tg_med},
       {"tg_gpu_ms_per_token", median(tg_gpu_ms)},
       {"peak_rss_bytes", peak_rss_bytes()},
@@ -357,7 +361,8 @@ int cmd_bench(int argc, char** argv) {
     std::printf("read bandwidth  %.1f GB/s best, %.1f median (%s)\n", bw.best_gbs, bw.median_gbs, bw_of.c_str());
   if (pp > 0) std::printf("pp%-5lld         %.1f tok/s\n", (long long)pp, median(pp_tps));
   if (tg > 0) {
-    std::printf("tg%-5lld         %.2f tok/s", (long long)tg, tg_med);
+    const std::string label = "tg" + std::to_string(tg) + (depth > 0 ? " @ d" + std::to_string(depth) : "");
+    std::printf("%-15s %.2f tok/s", label.c_str(), tg_med);
     if (!no_probe) std::printf("  (weights at %.1f GB/s = %.0f%% of the probe)", double(weight_bytes) * tg_med / 1e9,
                                100.0 * double(weight_bytes) * tg_med / 1e9 / bw.best_gbs);
     // What the GPU itself took per token against the wall clock: the rest is the host's
