@@ -4,6 +4,9 @@
 //   rope/<model>/tokens:<n>             q heads of Phi-3 (32 x 96, full) / Phi-4-mini (24 x 128, rot 96)
 //   attention_decode/<model>/ctx:<c>    20 sequences, one query each at position c - 1, f16 KV;
 //                                       bytes = K and V read; pct_of_read_bw against the probe
+//   attention_decode_1seq/<model>/ctx:<c>  one sequence (the kv heads split over the threads),
+//                                       a different one of 16 per call, as the layers of a model
+//                                       would be, so the KV comes from DRAM and not the L3
 //   attention_prefill/<model>/tokens:512  one sequence, causal
 #include <numeric>
 #include <string>
@@ -106,6 +109,26 @@ void BM_AttentionDecode(benchmark::State& st, Model m) {
   set_counters(st, seconds, kv_bytes, 4.0 * seqs * ctx * m.n_heads * m.head_dim, true);
 }
 
+void BM_AttentionDecode1(benchmark::State& st, Model m) {
+  const int layers = 16;
+  const int64_t ctx = st.range(0);
+  Cache c = make_cache(m, layers, ctx);
+  std::vector<AttnSeq> s(layers);
+  for (int i = 0; i < layers; ++i) s[size_t(i)] = AttnSeq{0, 1, ctx - 1, c.table.data() + i * c.blocks_per_seq};
+  const AttnParams p = params(m);
+  std::vector<float> q = normal(size_t(p.q_stride), 9), out(q.size());
+  double seconds = 0;
+  int layer = 0;
+  for (auto _ : st) {
+    const AttnSeq& one = s[size_t(layer++ % layers)];
+    double t = time_call([&] { ops::attention(*env().ctx, out.data(), q.data(), &one, 1, c.kv, p); });
+    st.SetIterationTime(t);
+    seconds += t;
+  }
+  const double kv_bytes = double(ctx) * m.n_kv_heads * m.head_dim * 2 * 2;
+  set_counters(st, seconds, kv_bytes, 4.0 * ctx * m.n_heads * m.head_dim, true);
+}
+
 void BM_AttentionPrefill(benchmark::State& st, Model m) {
   const int64_t n = st.range(0);
   Cache c = make_cache(m, 1, n);
@@ -131,6 +154,8 @@ void register_op_benchmarks() {
     benchmark::RegisterBenchmark(("rope/" + name).c_str(), BM_Rope, m)->ArgName("tokens")->Arg(1)->Arg(512)->UseManualTime()->Unit(benchmark::kMicrosecond);
     benchmark::RegisterBenchmark(("attention_decode/" + name).c_str(), BM_AttentionDecode, m)
         ->ArgName("ctx")->Arg(512)->Arg(4096)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.2);
+    benchmark::RegisterBenchmark(("attention_decode_1seq/" + name).c_str(), BM_AttentionDecode1, m)
+        ->ArgName("ctx")->Arg(4096)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.2);
     benchmark::RegisterBenchmark(("attention_prefill/" + name).c_str(), BM_AttentionPrefill, m)
         ->ArgName("tokens")->Arg(512)->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(0.2);
   }
