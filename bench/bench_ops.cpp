@@ -91,42 +91,26 @@ AttnParams params(const Model& m) {
   return p;
 }
 
-void BM_AttentionDecode(benchmark::State& st, Model m) {
-  const int seqs = 20;
+// Decode of `seqs` sequences per call; the cache holds `rounds` such sets, one per call in turn
+// (as a model's layers would be: with one sequence, one set alone would sit in the L3).
+void BM_AttentionDecode(benchmark::State& st, Model m, int seqs, int rounds) {
   const int64_t ctx = st.range(0);
-  Cache c = make_cache(m, seqs, ctx);
-  std::vector<AttnSeq> s(seqs);
-  for (int i = 0; i < seqs; ++i) s[size_t(i)] = AttnSeq{i, 1, ctx - 1, c.table.data() + i * c.blocks_per_seq};
+  Cache c = make_cache(m, seqs * rounds, ctx);
+  std::vector<AttnSeq> s(size_t(seqs * rounds));
+  for (int i = 0; i < seqs * rounds; ++i)
+    s[size_t(i)] = AttnSeq{i % seqs, 1, ctx - 1, c.table.data() + i * c.blocks_per_seq};
   const AttnParams p = params(m);
   std::vector<float> q = normal(size_t(seqs * p.q_stride), 9), out(q.size());
   double seconds = 0;
+  int round = 0;
   for (auto _ : st) {
-    double t = time_call([&] { ops::attention(*env().ctx, out.data(), q.data(), s.data(), seqs, c.kv, p); });
+    const AttnSeq* set = s.data() + size_t(round++ % rounds) * seqs;
+    double t = time_call([&] { ops::attention(*env().ctx, out.data(), q.data(), set, seqs, c.kv, p); });
     st.SetIterationTime(t);
     seconds += t;
   }
   const double kv_bytes = double(seqs) * double(ctx) * m.n_kv_heads * m.head_dim * 2 * 2;
   set_counters(st, seconds, kv_bytes, 4.0 * seqs * ctx * m.n_heads * m.head_dim, true);
-}
-
-void BM_AttentionDecode1(benchmark::State& st, Model m) {
-  const int layers = 16;
-  const int64_t ctx = st.range(0);
-  Cache c = make_cache(m, layers, ctx);
-  std::vector<AttnSeq> s(layers);
-  for (int i = 0; i < layers; ++i) s[size_t(i)] = AttnSeq{0, 1, ctx - 1, c.table.data() + i * c.blocks_per_seq};
-  const AttnParams p = params(m);
-  std::vector<float> q = normal(size_t(p.q_stride), 9), out(q.size());
-  double seconds = 0;
-  int layer = 0;
-  for (auto _ : st) {
-    const AttnSeq& one = s[size_t(layer++ % layers)];
-    double t = time_call([&] { ops::attention(*env().ctx, out.data(), q.data(), &one, 1, c.kv, p); });
-    st.SetIterationTime(t);
-    seconds += t;
-  }
-  const double kv_bytes = double(ctx) * m.n_kv_heads * m.head_dim * 2 * 2;
-  set_counters(st, seconds, kv_bytes, 4.0 * ctx * m.n_heads * m.head_dim, true);
 }
 
 void BM_AttentionPrefill(benchmark::State& st, Model m) {
@@ -152,9 +136,9 @@ void register_op_benchmarks() {
   for (const Model& m : {kPhi3, kPhi4}) {
     std::string name = m.name;
     benchmark::RegisterBenchmark(("rope/" + name).c_str(), BM_Rope, m)->ArgName("tokens")->Arg(1)->Arg(512)->UseManualTime()->Unit(benchmark::kMicrosecond);
-    benchmark::RegisterBenchmark(("attention_decode/" + name).c_str(), BM_AttentionDecode, m)
+    benchmark::RegisterBenchmark(("attention_decode/" + name).c_str(), BM_AttentionDecode, m, 20, 1)
         ->ArgName("ctx")->Arg(512)->Arg(4096)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.2);
-    benchmark::RegisterBenchmark(("attention_decode_1seq/" + name).c_str(), BM_AttentionDecode1, m)
+    benchmark::RegisterBenchmark(("attention_decode_1seq/" + name).c_str(), BM_AttentionDecode, m, 1, 16)
         ->ArgName("ctx")->Arg(4096)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.2);
     benchmark::RegisterBenchmark(("attention_prefill/" + name).c_str(), BM_AttentionPrefill, m)
         ->ArgName("tokens")->Arg(512)->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(0.2);

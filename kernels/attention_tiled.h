@@ -39,18 +39,6 @@ inline void attn_load_row(float* dst, const void* base, int64_t off, int hd, int
   }
 }
 
-// Into the outer caches (as _MM_HINT_T1 / PLDL2KEEP): the next tile's row, while this one is copied.
-inline void attn_prefetch_row(const void* base, int64_t off_bytes, int64_t bytes) {
-  const char* p = static_cast<const char*>(base) + off_bytes;
-  for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(p + b, 0, 2);
-  __builtin_prefetch(p + bytes - 1, 0, 2);  // rows need not start on a cache line
-}
-
-template <int G>
-struct AttnGroup {
-  static constexpr int size = G;
-};
-
 // One tile for G pairs of one kv head that see the same keys [a, b] of it: each vector of the
 // converted rows is loaded once for all G. Pair h's q (zero-padded), running max m, sum l and
 // accumulator acc are at index h of each array. A pair's operations and their order do not
@@ -162,9 +150,10 @@ void attention_tiled_head(float* out, const float* q, const AttnSeq& seq, const 
         const int64_t off = row_off(j);
         attn_load_row<Vec, KV>(kbuf[j - j0], kv.k, off, hd, hd_pad);
         attn_load_row<Vec, KV>(vbuf[j - j0], kv.v, off, hd, hd_pad);
-        if (j + kTile <= hi_max) {  // the cache's blocks are scattered: no hardware prefetcher guesses them
-          attn_prefetch_row(kv.k, row_off(j + kTile) * elem, hd * elem);
-          attn_prefetch_row(kv.v, row_off(j + kTile) * elem, hd * elem);
+        if (j + kTile <= hi_max) {  // the next tile's row
+          const int64_t next = row_off(j + kTile) * elem;
+          prefetch_l2(kv.k, next, hd * elem);
+          prefetch_l2(kv.v, next, hd * elem);
         }
       }
       // Runs of up to kAttnMaxGroup pairs that see the same keys of the tile share its loads.
@@ -176,13 +165,13 @@ void attention_tiled_head(float* out, const float* q, const AttnSeq& seq, const 
         while (g < kAttnMaxGroup && k + g < np && first(k + g) == a && last(k + g) == b) ++g;
         if (a <= b) {
           auto run = [&](auto G) {
-            attn_group_tile<Vec, G.size>(qbuf + k, acc + k, m_run + k, l_run + k, kbuf, vbuf, a, b, nv, p.scale);
+            attn_group_tile<Vec, G.value>(qbuf + k, acc + k, m_run + k, l_run + k, kbuf, vbuf, a, b, nv, p.scale);
           };
           switch (g) {
-            case 4: run(AttnGroup<4>{}); break;
-            case 3: run(AttnGroup<3>{}); break;
-            case 2: run(AttnGroup<2>{}); break;
-            default: run(AttnGroup<1>{}); break;
+            case 4: run(Count<4>{}); break;
+            case 3: run(Count<3>{}); break;
+            case 2: run(Count<2>{}); break;
+            default: run(Count<1>{}); break;
           }
         }
         k += g;

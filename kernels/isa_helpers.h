@@ -46,6 +46,22 @@ inline void prefetch_scalars(const WeightMatrix& w, int64_t r0, int64_t rows, in
   }
 }
 
+// Prefetches bytes [off_bytes, off_bytes + bytes) of base into the outer caches (locality 2:
+// prefetcht1 on x86, PLDL2KEEP on aarch64): the attention kernels' next tile of the paged KV
+// cache, whose scattered blocks no hardware prefetcher guesses. Into L2 rather than L1: on Zen 4,
+// Phi-3 decode attention at ctx 4096 read 25 GB/s of KV this way, 15 with prefetches into L1.
+inline void prefetch_l2(const void* base, int64_t off_bytes, int64_t bytes) {
+  const char* p = static_cast<const char*>(base) + off_bytes;
+  for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(p + b, 0, 2);
+  __builtin_prefetch(p + bytes - 1, 0, 2);  // rows need not start on a cache line
+}
+
+// A compile-time count for a generic lambda: f(Count<3>{}) sees decltype(c)::value == 3.
+template <int N>
+struct Count {
+  static constexpr int value = N;
+};
+
 // Calls f.template operator()<Bits, S>() for a quantized weight's bits (4 or 8) and scale type
 // (f16, bf16, else f32): the quantized kernels' one dispatch to their compile-time variants.
 template <class F>
