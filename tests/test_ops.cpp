@@ -138,6 +138,8 @@ std::vector<MatmulCase> matmul_cases() {
     cases.push_back({DType::q4, 64, DType::f16, 3072, 3072, 3, p, tol});
     cases.push_back({DType::q4, 64, DType::f16, 3072, 8192, 1, p, tol});
     cases.push_back({DType::q4, 64, DType::f16, 1029, 3072, 9, p, tol});
+    // Enough tokens for the AVX-512 prefill path (rows packed once per piece), in whole slabs.
+    cases.push_back({DType::q4, 64, DType::bf16, 45, 1536, 40, p, tol});
   }
   // Dense weights (always exact): any cols, including tails of every vector width.
   for (DType wt : {DType::f32, DType::f16, DType::bf16}) {
@@ -518,6 +520,8 @@ TEST_P(CpuTableTest, MatmulIsBatchInvariantBitwise) {
   struct Case { DType wt; int group; DType st; int64_t rows, cols; };
   const std::vector<Case> cases = {{DType::q4, 64, DType::f16, 37, 1088}, {DType::q4, 32, DType::bf16, 9, 96},
                                    {DType::q4, 128, DType::f32, 21, 640}, {DType::q8, 64, DType::f16, 13, 320},
+                                   // whole 512-value slabs: 33 tokens take the AVX-512 prefill path
+                                   {DType::q4, 64, DType::f16, 23, 1024}, {DType::q4, 32, DType::bf16, 7, 1536},
                                    {DType::f16, 0, DType::f32, 11, 301},  {DType::f32, 0, DType::f32, 6, 64},
                                    {DType::bf16, 0, DType::f32, 5, 17}};
   const int64_t n = 33;

@@ -19,6 +19,8 @@
 // per output and chunk: acc += cvt(isum) ⊙ (scale lanes ⊙ d lanes), and at the end
 // y = Σ lanes of (acc + Σ_g bias_g · gsum_g). The sequence per output is fixed, whatever tile
 // (and so whatever batch or row split) computes it.
+#include <cstdlib>
+
 #include "kernels/x86/simd_avx512.h"
 #include "kernels/x86/x86.h"
 
@@ -43,6 +45,16 @@ constexpr int64_t kL1Act = 32 * 1024;
 // Weight bytes of a piece of rows that every token tile re-reads from the 1 MiB L2 (a call's
 // <= 256 rows of 8192 values are 1 MiB: down_proj's tiles read L3 without pieces, ~10% slower).
 constexpr int64_t kL2Weights = 384 * 1024;
+// Prefill: a tile's weight slabs are transposed and split into nibble vectors again for every
+// token tile. From kPackMinTokens tokens on, each piece of rows is transposed and split once into
+// a per-thread buffer of kPackBytes (one byte per q4 value, so it stays in L2), and tiles of
+// kPackTokens tokens load the nibble vectors from there: without the weight transpose and split,
+// 2 x 6 tiles fit the 32 registers (1 thread, 256 x 3072 in L2, 512 tokens: 138 vs 122 GMAC/s).
+// Only for rows whose kPackTokens activation rows fit kL1Act (3072 values: not down_proj's 8192,
+// where packing was slower); outputs are bitwise the same either way.
+constexpr int kPackTokens = 6;
+constexpr int64_t kPackMinTokens = 64;
+constexpr int64_t kPackBytes = 384 * 1024;
 
 // Block of a slab in lane p of its int32 sums (and, as the map is its own inverse, the lane of block p).
 constexpr int slab_block(int p) { return 4 * (p % 4) + p / 4; }
@@ -64,6 +76,30 @@ struct Lanes {
   __mmask16 slab_group_mask;  // the slab's groups (512 / group size)
 };
 
+// A slab of one q4 row (256 bytes at wr) as 4 vectors of words, lane p of wm[m] holding word m of
+// block slab_block(p): each 128-bit lane's 4 x 4 transpose of 32-bit elements.
+PENSIEVE_INLINE void transposed_words(const uint8_t* wr, __m512i (&wm)[4]) {
+  __m512i z[4];
+  PENSIEVE_UNROLL
+  for (int k = 0; k < 4; ++k) {
+    _mm_prefetch(reinterpret_cast<const char*>(wr + kPrefetchBytes + 64 * k), _MM_HINT_T1);
+    z[k] = _mm512_loadu_si512(wr + 64 * k);
+  }
+  const __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
+  const __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
+  wm[0] = _mm512_unpacklo_epi64(t0, t2);
+  wm[1] = _mm512_unpackhi_epi64(t0, t2);
+  wm[2] = _mm512_unpacklo_epi64(t1, t3);
+  wm[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
+// A section's even / odd values: each byte's low / high nibble.
+PENSIEVE_INLINE void split_nibbles(__m512i wm, __m512i& lo, __m512i& hi) {
+  const __m512i nib = _mm512_set1_epi8(0x0f);
+  lo = _mm512_and_si512(wm, nib);
+  hi = _mm512_and_si512(_mm512_srli_epi16(wm, 4), nib);
+}
+
 // Sums one chunk (P values, or the last m < P) of R rows against T tokens into acc.
 // Full chunks use plain loads; the last one masks (the values read are the same either way).
 template <int Bits, DType S, int R, int T, bool Last>
@@ -74,7 +110,6 @@ PENSIEVE_INLINE void chunk(__m512 (&acc)[R][T], const uint8_t* w0, int64_t wstri
   const __mmask64 bm = Last ? first_bytes(bytes) : ~__mmask64(0);
   const __mmask16 gm = first_lanes16(imax(1, (Last ? m : P) >> ln.gshift));
   const __mmask16 dm = first_lanes16((Last ? m : P) / kActBlock);
-  const __m512i nib = _mm512_set1_epi8(0x0f);
   __m512i lo[R], hi[R];
   alignas(64) float s[R][16];  // scale lanes, read back as memory operands (registers go to acc)
   PENSIEVE_UNROLL
@@ -82,12 +117,8 @@ PENSIEVE_INLINE void chunk(__m512 (&acc)[R][T], const uint8_t* w0, int64_t wstri
     const uint8_t* wr = w0 + r * wstride;
     _mm_prefetch(reinterpret_cast<const char*>(wr + kPrefetchBytes), _MM_HINT_T1);
     const __m512i v = Last ? _mm512_maskz_loadu_epi8(bm, wr) : _mm512_loadu_si512(wr);
-    if constexpr (Bits == 4) {
-      lo[r] = _mm512_and_si512(v, nib);
-      hi[r] = _mm512_and_si512(_mm512_srli_epi16(v, 4), nib);
-    } else {
-      lo[r] = v;
-    }
+    if constexpr (Bits == 4) split_nibbles(v, lo[r], hi[r]);
+    else lo[r] = v;
     _mm512_store_ps(s[r], _mm512_permutexvar_ps(ln.group_idx, load_scalars<S>(scales, r * sstride, gm)));
   }
   PENSIEVE_UNROLL
@@ -107,10 +138,12 @@ PENSIEVE_INLINE void chunk(__m512 (&acc)[R][T], const uint8_t* w0, int64_t wstri
 }
 
 // One 512-value slab of R consecutive q4 rows against T tokens (see the top comment).
-template <DType S, int R, int T>
+// Packed: the split nibble vectors of the slab's rows are at pw + r * pstride,
+// section m's even values at 128m, odd at 128m + 64 (repack_rows).
+template <DType S, int R, int T, bool Packed>
 PENSIEVE_INLINE void slab(__m512 (&acc)[R][T], const uint8_t* w0, int64_t wstride, const void* scales, int64_t sstride,
-                          const int8_t* x0, const float* d0, int64_t xstride, int64_t dstride, const Lanes& ln) {
-  const __m512i nib = _mm512_set1_epi8(0x0f);
+                          const int8_t* x0, const float* d0, int64_t xstride, int64_t dstride, const Lanes& ln,
+                          const uint8_t* pw, int64_t pstride) {
   // Each section's even / odd values (lo / hi) are split from the transposed words wm: for one
   // row all four sections up front (independent work while the single token's loads arrive), for
   // more rows section by section, so that 4R words instead of 8R nibble vectors stay live.
@@ -119,27 +152,14 @@ PENSIEVE_INLINE void slab(__m512 (&acc)[R][T], const uint8_t* w0, int64_t wstrid
   __m512 s[R];
   PENSIEVE_UNROLL
   for (int r = 0; r < R; ++r) {
-    const uint8_t* wr = w0 + r * wstride;
-    __m512i z[4];
-    PENSIEVE_UNROLL
-    for (int k = 0; k < 4; ++k) {
-      _mm_prefetch(reinterpret_cast<const char*>(wr + kPrefetchBytes + 64 * k), _MM_HINT_T1);
-      z[k] = _mm512_loadu_si512(wr + 64 * k);
-    }
-    const __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
-    const __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
-    wm[r][0] = _mm512_unpacklo_epi64(t0, t2);
-    wm[r][1] = _mm512_unpackhi_epi64(t0, t2);
-    wm[r][2] = _mm512_unpacklo_epi64(t1, t3);
-    wm[r][3] = _mm512_unpackhi_epi64(t1, t3);
-    if constexpr (kEager) {
-      PENSIEVE_UNROLL
-      for (int m = 0; m < 4; ++m) {
-        lo[r][m] = _mm512_and_si512(wm[r][m], nib);
-        hi[r][m] = _mm512_and_si512(_mm512_srli_epi16(wm[r][m], 4), nib);
+    s[r] = _mm512_permutexvar_ps(ln.slab_group_idx, load_scalars<S>(scales, r * sstride, ln.slab_group_mask));
+    if constexpr (!Packed) {
+      transposed_words(w0 + r * wstride, wm[r]);
+      if constexpr (kEager) {
+        PENSIEVE_UNROLL
+        for (int m = 0; m < 4; ++m) split_nibbles(wm[r][m], lo[r][m], hi[r][m]);
       }
     }
-    s[r] = _mm512_permutexvar_ps(ln.slab_group_idx, load_scalars<S>(scales, r * sstride, ln.slab_group_mask));
   }
   // Integer sums are exact, so the order of the 8 vpdpbusd per output is free: sections outer,
   // outputs inner keeps R·T independent chains in flight instead of one chain of 8 at a time.
@@ -150,12 +170,15 @@ PENSIEVE_INLINE void slab(__m512 (&acc)[R][T], const uint8_t* w0, int64_t wstrid
     for (int t = 0; t < T; ++t) isum[r][t] = _mm512_setzero_si512();
   PENSIEVE_UNROLL
   for (int m = 0; m < 4; ++m) {
-    if constexpr (!kEager) {
+    if constexpr (Packed) {
       PENSIEVE_UNROLL
       for (int r = 0; r < R; ++r) {
-        lo[r][m] = _mm512_and_si512(wm[r][m], nib);
-        hi[r][m] = _mm512_and_si512(_mm512_srli_epi16(wm[r][m], 4), nib);
+        lo[r][m] = _mm512_load_si512(pw + r * pstride + 128 * m);
+        hi[r][m] = _mm512_load_si512(pw + r * pstride + 128 * m + 64);
       }
+    } else if constexpr (!kEager) {
+      PENSIEVE_UNROLL
+      for (int r = 0; r < R; ++r) split_nibbles(wm[r][m], lo[r][m], hi[r][m]);
     }
     PENSIEVE_UNROLL
     for (int t = 0; t < T; ++t) {
@@ -177,9 +200,16 @@ PENSIEVE_INLINE void slab(__m512 (&acc)[R][T], const uint8_t* w0, int64_t wstrid
   }
 }
 
-// Outputs y[t0 + t, r0 + r] for t < T, r < R.
-template <int Bits, DType S, int R, int T>
-void tile(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, int64_t r0, int64_t t0, const Lanes& ln) {
+// A piece's rows packed for prefill: row r's slabs at base + (r - r0) * stride (repack_rows).
+struct Packed {
+  const uint8_t* base = nullptr;
+  int64_t stride = 0, r0 = 0;
+};
+
+// Outputs y[t0 + t, r0 + r] for t < T, r < R; Pk: the slabs' weights from pk.
+template <int Bits, DType S, int R, int T, bool Pk>
+void tile(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, int64_t r0, int64_t t0, const Lanes& ln,
+          const Packed& pk) {
   constexpr int P = Bits == 4 ? 128 : 64;  // values per chunk
   const int64_t cols = w.cols;
   __m512 acc[R][T];
@@ -190,14 +220,16 @@ void tile(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, int64_t 
   // Rows of a tile are consecutive in memory: one pointer and a stride.
   const int64_t wstride = cols * Bits / 8, sstride = ln.groups;
   const uint8_t* w0 = reinterpret_cast<const uint8_t*>(row_words(w, r0));
-  prefetch_scalars(w, r0, R, kPrefetchBytes / wstride + 1);
+  const uint8_t* pw = Pk ? pk.base + (r0 - pk.r0) * pk.stride : nullptr;
+  if constexpr (!Pk) prefetch_scalars(w, r0, R, kPrefetchBytes / wstride + 1);
   const int64_t slabs = slab_end<Bits>(cols), full = cols / P * P;
   // Two slabs per iteration: the next slab's loads and transposes get scheduled among this one's
   // dependent vpdpbusd chains (+4-9% at 16 tokens).
 #pragma GCC unroll 2
   for (int64_t c0 = 0; c0 < slabs; c0 += 512)
-    slab<S, R, T>(acc, w0 + c0 / 2, wstride, scalars_at<S>(w.scales, r0 * ln.groups + (c0 >> ln.gshift)), sstride,
-                  a.q + t0 * cols + c0, a.d + t0 * ln.blocks + c0 / kActBlock, cols, ln.blocks, ln);
+    slab<S, R, T, Pk>(acc, w0 + c0 / 2, wstride, scalars_at<S>(w.scales, r0 * ln.groups + (c0 >> ln.gshift)), sstride,
+                     a.q + t0 * cols + c0, a.d + t0 * ln.blocks + c0 / kActBlock, cols, ln.blocks, ln,
+                     pw + c0, pk.stride);
   for (int64_t c0 = slabs; c0 < full; c0 += P)
     chunk<Bits, S, R, T, false>(acc, w0 + c0 * Bits / 8, wstride, scalars_at<S>(w.scales, r0 * ln.groups + (c0 >> ln.gshift)),
                                 sstride, a.q + t0 * cols + c0, a.d + t0 * ln.blocks + c0 / kActBlock, cols, ln.blocks, P, ln);
@@ -224,14 +256,18 @@ void tile(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, int64_t 
       for (int r = 0; r < R; ++r) bacc[r][t] = _mm512_fmadd_ps(b[r], g, bacc[r][t]);
     }
   }
-  if constexpr (R * T == 8) {
-    __m512 v[8];
+  if constexpr (R * T >= 8) {  // 8 reductions at a time (a last partial 8 padded with zeros)
+    constexpr int N = (R * T + 7) / 8 * 8;
+    __m512 v[N];
     PENSIEVE_UNROLL
     for (int t = 0; t < T; ++t)
       PENSIEVE_UNROLL
       for (int r = 0; r < R; ++r) v[t * R + r] = _mm512_add_ps(acc[r][t], bacc[r][t]);
-    float out[8];
-    hsum8(v, out);
+    PENSIEVE_UNROLL
+    for (int i = R * T; i < N; ++i) v[i] = _mm512_setzero_ps();
+    float out[N];
+    PENSIEVE_UNROLL
+    for (int i = 0; i < N; i += 8) hsum8(v + i, out + i);
     PENSIEVE_UNROLL
     for (int t = 0; t < T; ++t) __builtin_memcpy(y + (t0 + t) * ldy + r0, out + t * R, R * sizeof(float));
   } else {
@@ -242,13 +278,13 @@ void tile(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, int64_t 
   }
 }
 
-template <int Bits, DType S, int R, int T>
+template <int Bits, DType S, int R, int T, bool P>
 void tile_at(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, int64_t r, int64_t r1, int64_t t0,
-             const Lanes& ln) {
+             const Lanes& ln, const Packed& pk) {
   if (r + R <= r1) {
-    tile<Bits, S, R, T>(y, ldy, a, w, r, t0, ln);
+    tile<Bits, S, R, T, P>(y, ldy, a, w, r, t0, ln, pk);
   } else {  // the last rows one by one: each output's arithmetic does not depend on R
-    for (; r < r1; ++r) tile<Bits, S, 1, T>(y, ldy, a, w, r, t0, ln);
+    for (; r < r1; ++r) tile<Bits, S, 1, T, P>(y, ldy, a, w, r, t0, ln, pk);
   }
 }
 
@@ -258,7 +294,69 @@ void tile_at(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, int64
 template <int Bits, DType S>
 __attribute__((flatten)) void one_token(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, int64_t r0,
                                         int64_t r1, int64_t t, const Lanes& ln) {
-  for (int64_t r = r0; r < r1; ++r) tile<Bits, S, 1, 1>(y, ldy, a, w, r, t, ln);
+  for (int64_t r = r0; r < r1; ++r) tile<Bits, S, 1, 1, false>(y, ldy, a, w, r, t, ln, Packed{});
+}
+
+// Rows [p0, p1) against every token: tiles of T tokens, then one tile of the rest.
+template <int Bits, DType S, int T, bool P>
+void piece_tiles(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, int64_t p0, int64_t p1, const Lanes& ln,
+                 const Packed& pk) {
+  constexpr int R = kRows;
+  int64_t t = 0;
+  for (; t + T <= a.n; t += T)
+    for (int64_t r = p0; r < p1; r += R) tile_at<Bits, S, R, T, P>(y, ldy, a, w, r, p1, t, ln, pk);
+  const int64_t rest = a.n - t;  // 0 .. T - 1
+  if (rest == 1 && !P) {
+    one_token<Bits, S>(y, ldy, a, w, p0, p1, t, ln);
+    return;
+  }
+  for (int64_t r = p0; r < p1 && rest > 0; r += R) {
+    switch (rest) {
+      case 7: if constexpr (T > 7) tile_at<Bits, S, R, 7, P>(y, ldy, a, w, r, p1, t, ln, pk); break;
+      case 6: if constexpr (T > 6) tile_at<Bits, S, R, 6, P>(y, ldy, a, w, r, p1, t, ln, pk); break;
+      case 5: if constexpr (T > 5) tile_at<Bits, S, R, 5, P>(y, ldy, a, w, r, p1, t, ln, pk); break;
+      case 4: if constexpr (T > 4) tile_at<Bits, S, R, 4, P>(y, ldy, a, w, r, p1, t, ln, pk); break;
+      case 3: if constexpr (T > 3) tile_at<Bits, S, R, 3, P>(y, ldy, a, w, r, p1, t, ln, pk); break;
+      case 2: if constexpr (T > 2) tile_at<Bits, S, R, 2, P>(y, ldy, a, w, r, p1, t, ln, pk); break;
+      case 1: if constexpr (P) tile_at<Bits, S, R, 1, P>(y, ldy, a, w, r, p1, t, ln, pk); break;
+    }
+  }
+}
+
+// Rows [r0, r1)'s slabs, transposed and split once (slab's layout, section m's even values at
+// 128m and odd at 128m + 64), at out + (r - r0) * cols.
+inline void repack_rows(uint8_t* out, const WeightMatrix& w, int64_t r0, int64_t r1) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* wr = reinterpret_cast<const uint8_t*>(row_words(w, r));
+    uint8_t* o = out + (r - r0) * w.cols;
+    for (int64_t c0 = 0; c0 < w.cols; c0 += 512) {
+      __m512i wm[4];
+      transposed_words(wr + c0 / 2, wm);
+      PENSIEVE_UNROLL
+      for (int m = 0; m < 4; ++m) {
+        __m512i lo, hi;
+        split_nibbles(wm[m], lo, hi);
+        _mm512_store_si512(o + c0 + 128 * m, lo);
+        _mm512_store_si512(o + c0 + 128 * m + 64, hi);
+      }
+    }
+  }
+}
+
+// The calling thread's buffer of kPackBytes for repack_rows, allocated on its first use (nullptr
+// if that failed: the caller then does without).
+uint8_t* pack_buffer() {
+  struct Buffer {
+    uint8_t* p = nullptr;
+    bool tried = false;
+    ~Buffer() { free(p); }
+  };
+  thread_local Buffer b;
+  if (!b.tried) {
+    b.tried = true;
+    b.p = static_cast<uint8_t*>(aligned_alloc(64, kPackBytes));
+  }
+  return b.p;
 }
 
 template <int Bits, DType S>
@@ -284,33 +382,25 @@ void matmul_impl(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, i
   // stay in L1 while a piece's rows (below) stream from L2 once per tile. (Rows outer re-read
   // every token of the block from L2 for each row: L2-bound.)
   constexpr int R = kRows, T = kTokens;
+  if constexpr (Bits == 4) {
+    uint8_t* pack = nullptr;
+    if (slab_end<Bits>(w.cols) == w.cols && a.n >= kPackMinTokens && w.cols * kPackTokens <= kL1Act) pack = pack_buffer();
+    if (pack) {
+      const int64_t piece = imax(R, kPackBytes / w.cols / R * R);
+      for (int64_t p0 = r0; p0 < r1; p0 += piece) {
+        const int64_t p1 = imin(r1, p0 + piece);
+        repack_rows(pack, w, p0, p1);
+        piece_tiles<Bits, S, kPackTokens, true>(y, ldy, a, w, p0, p1, ln, Packed{pack, w.cols, p0});
+      }
+      return;
+    }
+  }
   // Rows in pieces of <= kL2Weights bytes: every token tile of a piece reads its weights from L2.
   const int64_t piece = imax(R, kL2Weights / (w.cols * Bits / 8) / R * R);
   for (int64_t p0 = r0; p0 < r1; p0 += piece) {
     const int64_t p1 = imin(r1, p0 + piece);
-    int64_t t = 0;
-    if (w.cols * T <= kL1Act) {
-      for (; t + T <= a.n; t += T)
-        for (int64_t r = p0; r < p1; r += R) tile_at<Bits, S, R, T>(y, ldy, a, w, r, p1, t, ln);
-    } else {  // longer rows: half the tokens per tile, so they still fit L1
-      for (; t + T / 2 <= a.n; t += T / 2)
-        for (int64_t r = p0; r < p1; r += R) tile_at<Bits, S, R, T / 2>(y, ldy, a, w, r, p1, t, ln);
-    }
-    const int64_t rest = a.n - t;  // 0 .. T - 1
-    if (rest == 1) {
-      one_token<Bits, S>(y, ldy, a, w, p0, p1, t, ln);
-      continue;
-    }
-    for (int64_t r = p0; r < p1 && rest > 1; r += R) {
-      switch (rest) {
-        case 7: if constexpr (T > 7) tile_at<Bits, S, R, 7>(y, ldy, a, w, r, p1, t, ln); break;
-        case 6: if constexpr (T > 6) tile_at<Bits, S, R, 6>(y, ldy, a, w, r, p1, t, ln); break;
-        case 5: if constexpr (T > 5) tile_at<Bits, S, R, 5>(y, ldy, a, w, r, p1, t, ln); break;
-        case 4: if constexpr (T > 4) tile_at<Bits, S, R, 4>(y, ldy, a, w, r, p1, t, ln); break;
-        case 3: if constexpr (T > 3) tile_at<Bits, S, R, 3>(y, ldy, a, w, r, p1, t, ln); break;
-        case 2: tile_at<Bits, S, R, 2>(y, ldy, a, w, r, p1, t, ln); break;
-      }
-    }
+    if (w.cols * T <= kL1Act) piece_tiles<Bits, S, T, false>(y, ldy, a, w, p0, p1, ln, Packed{});
+    else piece_tiles<Bits, S, T / 2, false>(y, ldy, a, w, p0, p1, ln, Packed{});  // longer rows: half the tokens, so they still fit L1
   }
 }
 

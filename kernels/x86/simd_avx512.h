@@ -30,7 +30,7 @@ inline float hsum(__m512 v) {
 
 // out[i] = hsum(v[i]) for 8 vectors, bit for bit (the same halves, quarters and pairs), with the
 // 8 reductions sharing each shuffle and add: 17 instructions instead of 48.
-inline void hsum8(const __m512 (&v)[8], float* out) {
+inline void hsum8(const __m512* v, float* out) {
   // Halves: v[i] and v[i + 4] share p[i], 128-bit lanes [i, i, i + 4, i + 4].
   __m512 p[4];
   for (int i = 0; i < 4; ++i)
