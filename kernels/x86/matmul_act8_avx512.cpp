@@ -45,13 +45,15 @@ constexpr int64_t kL1Act = 32 * 1024;
 // Weight bytes of a piece of rows that every token tile re-reads from the 1 MiB L2 (a call's
 // <= 256 rows of 8192 values are 1 MiB: down_proj's tiles read L3 without pieces, ~10% slower).
 constexpr int64_t kL2Weights = 384 * 1024;
-// Prefill: a tile's weight slabs are transposed and split into nibble vectors again for every
-// token tile. From kPackMinTokens tokens on, each piece of rows is transposed and split once into
-// a per-thread buffer of kPackBytes (one byte per q4 value, so it stays in L2), and tiles of
-// kPackTokens tokens load the nibble vectors from there: without the weight transpose and split,
-// 2 x 6 tiles fit the 32 registers (1 thread, 256 x 3072 in L2, 512 tokens: 138 vs 122 GMAC/s).
-// Only for rows whose kPackTokens activation rows fit kL1Act (3072 values: not down_proj's 8192,
-// where packing was slower); outputs are bitwise the same either way.
+// Prefill: unpacked, a tile's weight slabs are transposed and split into nibble vectors again
+// for every token tile (128 times per row at 512 tokens). From kPackMinTokens tokens on, each
+// piece of rows is transposed and split once into a per-thread buffer of kPackBytes (one byte per
+// q4 value, so it stays in L2), and tiles of kPackTokens tokens load the nibble vectors from
+// there; without the transpose's registers, 2 x 6 tiles fit the 32 (Zen 4, 1 thread, 256 x 3072
+// in L2, 512 tokens: 138 vs 122 GMAC/s; 2 x 4 packed 135, 2 x 5 137, 2 x 7 133, 3 x 4 133).
+// At 16-32 tokens the repacking did not pay. Only for rows whose kPackTokens activation rows fit
+// kL1Act (3072 values: not down_proj's 8192, where packing was no faster, also in passes over the
+// columns). Outputs are bitwise the same either way (bench/RESULTS.md).
 constexpr int kPackTokens = 6;
 constexpr int64_t kPackMinTokens = 64;
 constexpr int64_t kPackBytes = 384 * 1024;
