@@ -231,7 +231,7 @@ void tile(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, int64_t 
   for (int64_t c0 = 0; c0 < slabs; c0 += 512)
     slab<S, R, T, Pk>(acc, w0 + c0 / 2, wstride, scalars_at<S>(w.scales, r0 * ln.groups + (c0 >> ln.gshift)), sstride,
                      a.q + t0 * cols + c0, a.d + t0 * ln.blocks + c0 / kActBlock, cols, ln.blocks, ln,
-                     pw + c0, pk.stride);
+                     Pk ? pw + c0 : nullptr, pk.stride);
   for (int64_t c0 = slabs; c0 < full; c0 += P)
     chunk<Bits, S, R, T, false>(acc, w0 + c0 * Bits / 8, wstride, scalars_at<S>(w.scales, r0 * ln.groups + (c0 >> ln.gshift)),
                                 sstride, a.q + t0 * cols + c0, a.d + t0 * ln.blocks + c0 / kActBlock, cols, ln.blocks, P, ln);
@@ -388,7 +388,7 @@ void matmul_impl(float* y, int64_t ldy, const ActQ8& a, const WeightMatrix& w, i
     uint8_t* pack = nullptr;
     if (slab_end<Bits>(w.cols) == w.cols && a.n >= kPackMinTokens && w.cols * kPackTokens <= kL1Act) pack = pack_buffer();
     if (pack) {
-      const int64_t piece = imax(R, kPackBytes / w.cols / R * R);
+      const int64_t piece = kPackBytes / w.cols / R * R;  // >= 72 rows, as w.cols <= kL1Act / kPackTokens
       for (int64_t p0 = r0; p0 < r1; p0 += piece) {
         const int64_t p1 = imin(r1, p0 + piece);
         repack_rows(pack, w, p0, p1);
