@@ -354,6 +354,8 @@ std::vector<AttnCase> attention_cases() {
       {16, 2, 64, 16, DType::f16, 0, {{2, 100}, {19, 0}}, t},
       {8, 8, 48, 4, DType::f16, 0, {{1, 1}, {3, 0}}, t},
       {12, 4, 96, 16, DType::f16, 0, {{40, 0}}, t},
+      // head_dim not a multiple of any vector width (the masked, generic path).
+      {6, 2, 100, 16, DType::f16, 0, {{3, 0}, {1, 40}}, t},
       // Sliding window.
       {4, 2, 64, 16, DType::f16, 20, {{30, 0}, {1, 50}}, t},
       // A long decode (many key tiles) with 4 sequences.
